@@ -1,0 +1,133 @@
+"""Stems, residual blocks and shortcuts: small pure functions ``x -> x``.
+
+The only place in reskeras where layers are wired. Every layer gets a stable,
+1-based name (see DESIGN.md); a plain twin runs the same code with the
+shortcut and the add left out, so its layers carry the same names.
+
+Choices that differ between frameworks, made explicit here:
+
+* BatchNorm uses ``momentum=0.9, epsilon=1e-5`` (the values of the original
+  Torch ResNet code and of PyTorch), not Keras's 0.99 / 1e-3. With 0.99 the
+  moving statistics need hundreds of steps to forget their initial values,
+  which misreports the test error of the short runs a study makes.
+* Convs use ``he_normal`` (He et al. 2015, fan-in) and no bias when a BN
+  follows; without BN (``batch_norm=False``) they have a bias.
+* v1 puts the stride on the 3x3 conv of a bottleneck (torchvision, "ResNet
+  v1.5"); strided convs use ``padding="same"`` (TensorFlow's asymmetric pad).
+* v2 (He 2016) blocks start with BN-ReLU; the projection shortcut reads that
+  pre-activation, an identity or zero-pad shortcut reads the raw input, and
+  the net ends with ``head_bn``/``head_relu``. The block output is a
+  ``keras.layers.Identity`` named ``..._out`` so every variant exposes the same
+  block-output name.
+"""
+
+from __future__ import annotations
+
+from reskeras._backend import keras
+
+from reskeras.layers import ZeroPadShortcut
+from reskeras.specs import EXPANSION, ArchSpec
+
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+CONV_INITIALIZER = "he_normal"
+
+
+def conv(x, filters: int, kernel_size: int, strides: int, name: str, spec: ArchSpec):
+    return keras.layers.Conv2D(
+        filters, kernel_size, strides=strides, padding="same", use_bias=not spec.batch_norm,
+        kernel_initializer=CONV_INITIALIZER, name=name)(x)
+
+
+def batch_norm(x, name: str, spec: ArchSpec, zero_gamma: bool = False):
+    """BatchNorm, or the input unchanged when the spec has no BN."""
+    if not spec.batch_norm:
+        return x
+    return keras.layers.BatchNormalization(
+        momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+        gamma_initializer="zeros" if zero_gamma else "ones", name=name)(x)
+
+
+def relu(x, name: str):
+    return keras.layers.ReLU(name=name)(x)
+
+
+def stem(x, spec: ArchSpec):
+    """CIFAR: 3x3 conv. ImageNet: 7x7/2 conv then 3x3/2 max pool. v1 adds BN-ReLU."""
+    if spec.family == "cifar":
+        x = conv(x, spec.stem_width, 3, 1, "stem_conv", spec)
+    else:
+        x = conv(x, spec.stem_width, 7, 2, "stem_conv", spec)
+    if spec.version == "v1":
+        x = batch_norm(x, "stem_bn", spec)
+        x = relu(x, "stem_relu")
+    if spec.family == "imagenet":
+        x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    return x
+
+
+def shortcut(x, preact, filters: int, strides: int, spec: ArchSpec, prefix: str):
+    """The identity path of a block: identity, zero-pad (A) or 1x1 projection (B/C)."""
+    changes_shape = strides != 1 or x.shape[-1] != filters
+    if spec.shortcut == "A" or (spec.shortcut == "B" and not changes_shape):
+        if not changes_shape:
+            return x
+        return ZeroPadShortcut(filters, strides, name=f"{prefix}_shortcut")(x)
+    source = preact if spec.version == "v2" else x
+    y = conv(source, filters, 1, strides, f"{prefix}_shortcut", spec)
+    if spec.version == "v1":
+        y = batch_norm(y, f"{prefix}_shortcut_bn", spec)
+    return y
+
+
+def _branch_layout(spec: ArchSpec, width: int, strides: int):
+    """(filters, kernel, strides) of each conv of the residual branch."""
+    if spec.block == "basic":
+        return [(width, 3, strides), (width, 3, 1)]
+    return [(width, 1, 1), (width, 3, strides), (width * EXPANSION["bottleneck"], 1, 1)]
+
+
+def block(x, width: int, strides: int, spec: ArchSpec, prefix: str):
+    """One basic or bottleneck block, v1 or v2, residual or plain.
+
+    Args:
+        x: input tensor.
+        width: filters of the block (a bottleneck outputs 4x this).
+        strides: 2 for the first block of a downsampling stage, else 1.
+        spec: the architecture (block type, version, shortcut, BN, residual).
+        prefix: ``stage{s}_block{b}``.
+    """
+    layout = _branch_layout(spec, width, strides)
+    last = len(layout)
+    zero_last = spec.zero_init_residual and spec.residual
+    preact = None
+    y = x
+    for k, (filters, kernel, stride) in enumerate(layout, start=1):
+        if spec.version == "v1":
+            y = conv(y, filters, kernel, stride, f"{prefix}_conv{k}", spec)
+            y = batch_norm(y, f"{prefix}_bn{k}", spec, zero_gamma=zero_last and k == last)
+            if k < last:
+                y = relu(y, f"{prefix}_relu{k}")
+        else:
+            y = batch_norm(y, f"{prefix}_bn{k}", spec, zero_gamma=zero_last and k == last)
+            y = relu(y, f"{prefix}_relu{k}")
+            if k == 1:
+                preact = y
+            y = conv(y, filters, kernel, stride, f"{prefix}_conv{k}", spec)
+    if spec.residual:
+        identity = shortcut(x, preact, layout[-1][0], strides, spec, prefix)
+        y = keras.layers.Add(name=f"{prefix}_add")([y, identity])
+    if spec.version == "v1":
+        return relu(y, f"{prefix}_out")
+    return keras.layers.Identity(name=f"{prefix}_out")(y)
+
+
+def stages(x, spec: ArchSpec):
+    """All stages; the first block of every stage but the first downsamples by 2."""
+    for s, (blocks, width) in enumerate(zip(spec.depths, spec.widths), start=1):
+        for b in range(1, blocks + 1):
+            x = block(x, width, 2 if (s > 1 and b == 1) else 1, spec, f"stage{s}_block{b}")
+    if spec.version == "v2":
+        x = batch_norm(x, "head_bn", spec)
+        x = relu(x, "head_relu")
+    return x

@@ -1,0 +1,59 @@
+"""The console script: help, listing, one-line errors with exit code 2, no TF noise."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from reskeras import list_models
+from reskeras.cli import main
+
+
+def _run(*args, module=False):
+    command = [sys.executable, "-m", "reskeras", *args] if module else ["reskeras", *args]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("module", [False, True])
+def test_help_lists_commands_and_is_quiet(module):
+    result = _run("--help", module=module)
+    assert result.returncode == 0
+    assert "models" in result.stdout and "summary" in result.stdout
+    assert result.stderr == ""
+
+
+def test_models_lists_the_whole_registry(capsys):
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == list_models()
+
+
+def test_models_params_counts_by_building(capsys):
+    # The CIFAR rows include ResNet-1202 and -1001 (minutes to build); ImageNet is enough here.
+    assert main(["models", "--family", "imagenet", "--params"]) == 0
+    rows = {line.split()[0]: line.split()[-1] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["resnet18"] == "11,689,512" and rows["resnet50"] == "25,557,032"
+
+
+def test_summary_prints_the_trainable_count(capsys):
+    assert main(["summary", "resnet20", "--input-shape", "8,8,1"]) == 0
+    assert capsys.readouterr().out.strip().endswith("trainable parameters: 269,434")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["summary", "resnet21"], "reskeras summary: error: `name` must be a registry name"),
+    (["summary", "resnet20", "--width", "0"], "reskeras summary: error: `width` must be an "
+                                              "integer >= 1. Received: width=0"),
+    (["summary", "resnet20", "--input-shape", "8,8"], "argument --input-shape: must be "
+                                                      "HEIGHT,WIDTH,CHANNELS"),
+    (["summary", "resnet20", "--version", "v3"], "argument --version: invalid choice: 'v3'"),
+    (["nonsense"], "argument COMMAND: invalid choice: 'nonsense'"),
+])
+def test_bad_input_is_one_line_exit_2_no_traceback(args, message):
+    result = _run(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
