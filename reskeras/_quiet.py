@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 
 COMMANDS = ("reskeras", "tuning", "export")
 
@@ -50,6 +51,9 @@ def quiet_tensorflow() -> None:
     import_tensorflow_quietly()
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
+    # TF/tf.data emit Python warnings about their own internals (e.g. tf.data options
+    # in graph mode) that a command-line user can do nothing about
+    warnings.filterwarnings("ignore", module=r"(tensorflow|tensorflow_datasets|tf_keras)\b")
 
 
 if running_as_command():

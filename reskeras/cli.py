@@ -19,6 +19,7 @@ USAGE_ERROR = 2
 _COMMANDS = {
     "models": "reskeras.commands.models",
     "summary": "reskeras.commands.models",
+    "train": "reskeras.commands.train",
 }
 
 

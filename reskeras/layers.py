@@ -57,3 +57,45 @@ class ZeroPadShortcut(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "strides": self.strides}
+
+
+@keras.saving.register_keras_serializable(package="reskeras")
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` whose training step is one fused kernel.
+
+    Keras 3 normalizes a training batch with separate moment, subtract and scale
+    ops. For 4-D channels-last inputs this layer runs TensorFlow's
+    ``FusedBatchNormV3`` instead (cuDNN on GPUs, oneDNN on CPUs, one XLA op on
+    TPUs) and then updates the moving statistics exactly as Keras does (the
+    biased batch variance, ``moving = momentum * moving + (1 - momentum) * batch``).
+    Inference, masks, renorm, other ranks or axes and synchronized BatchNorm use
+    the Keras code unchanged. Weights, config and outputs are those of the Keras
+    layer (equal within float rounding, tested); ResNet-20 trains about 1.25x
+    faster on 2 CPU cores (docs/benchmarks.md).
+    """
+
+    def _fused(self, inputs, training, mask) -> bool:
+        return (bool(training) and self.trainable and mask is None and not self.synchronized
+                and not self.renorm and len(inputs.shape) == 4 and self.axis in (-1, 3))
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fused(inputs, training, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        x = tf.cast(inputs, tf.float32)  # as Keras: BN computes in float32
+        channels = x.shape[-1]
+        scale = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones([channels])
+        offset = tf.cast(self.beta, tf.float32) if self.center else tf.zeros([channels])
+        empty = tf.constant([], tf.float32)
+        y, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=x, scale=scale, offset=offset, mean=empty, variance=empty, epsilon=self.epsilon,
+            exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
+        # the kernel returns the Bessel-corrected variance; Keras averages the biased one
+        count = tf.cast(tf.size(x, out_type=tf.int64) // channels, tf.float32)
+        variance = variance * ((count - 1.0) / tf.maximum(count, 1.0))
+        momentum = self.momentum
+        self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
+        self.moving_variance.assign(self.moving_variance * momentum
+                                    + variance * (1.0 - momentum))
+        return tf.cast(y, self.compute_dtype)

@@ -19,7 +19,8 @@ NAME_RE = re.compile(
     r"|stage\d+_block\d+_((conv|bn|relu)\d+|shortcut|shortcut_bn|add|out))$")
 
 
-@pytest.mark.parametrize("depth", sorted(CIFAR_PARAMS))
+@pytest.mark.parametrize("depth", [pytest.param(d, marks=pytest.mark.slow) if d > 1000 else d
+                                   for d in sorted(CIFAR_PARAMS)])  # 1202: about 50 s
 def test_cifar_parameter_counts_and_plain_twins(depth):
     residual = build_resnet(depth)
     assert trainable_params(residual) == CIFAR_PARAMS[depth]

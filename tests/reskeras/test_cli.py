@@ -30,6 +30,7 @@ def test_models_lists_the_whole_registry(capsys):
     assert [line.split()[0] for line in lines[1:]] == list_models()
 
 
+@pytest.mark.slow  # builds every ImageNet model: about 25 s
 def test_models_params_counts_by_building(capsys):
     # The CIFAR rows include ResNet-1202 and -1001 (minutes to build); ImageNet is enough here.
     assert main(["models", "--family", "imagenet", "--params"]) == 0

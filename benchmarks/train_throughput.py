@@ -1,0 +1,231 @@
+"""Training images/s: the reskeras trainer vs ``model.fit`` vs PyTorch (run: python benchmarks/train_throughput.py).
+
+Each variant trains the same network on the same global batch; the variants are
+timed in interleaved rounds (round-robin, after warm-up calls that compile), so
+machine noise hits every row alike, and the table gives medians and ratios.
+
+- ``reskeras-graph`` and ``reskeras-xla``: the trainer's own step functions
+  (``reskeras.steps``) without and with XLA, ``--steps`` steps per
+  ``tf.function`` call, fed by the trainer's input pipeline (``reskeras.data``:
+  CIFAR pad/crop/flip, mean subtraction), paper recipe (SGD momentum, L2 on
+  kernels). The table marks the one the trainer's default
+  ``jit_compile="auto"`` picks for this device and size.
+- ``fit``: the same Keras model under ``model.compile(SGD momentum)`` and
+  ``model.fit`` (Keras's default ``jit_compile="auto"``) on the same pipeline.
+- ``torch``: the same CIFAR network written in PyTorch, eager, channels-last,
+  SGD momentum with weight decay, on batches already in memory (only when torch
+  is installed: ``pip install torch==2.13.0``; never a reskeras dependency).
+- ``pipeline``: the input pipeline alone (images/s it can deliver).
+
+GPU example: ``python benchmarks/train_throughput.py --models resnet50 --image-size 224
+--precision mixed_bfloat16 --batch-size 256 --no-torch``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from reskeras import build_model, get_spec  # noqa: E402  (first: it turns on oneDNN)
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from reskeras._backend import keras  # noqa: E402
+from reskeras.data import load_dataset  # noqa: E402
+from reskeras.recipes import make_optimizer, make_plan  # noqa: E402
+from reskeras.steps import StepFunctions  # noqa: E402
+
+CLASSES = 10
+
+
+def _pipeline(args):
+    data = load_dataset("synthetic", synthetic_shape=(args.image_size, args.image_size, 3),
+                        synthetic_classes=CLASSES,
+                        synthetic_examples=args.batch_size * args.steps * 2)
+    return data.with_augmentation("pad_crop_flip", pad=max(1, args.image_size // 8))
+
+
+def _batches(data, batch_size):
+    return data.train(batch_size, seed=0, epoch=0).repeat()
+
+
+def _model(name, args):
+    keras.mixed_precision.set_dtype_policy(args.precision)
+    try:
+        return build_model(name, input_shape=(args.image_size, args.image_size, 3),
+                           classes=CLASSES)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+
+
+class Reskeras:
+    def __init__(self, name, args, data, jit_compile="auto"):
+        self.steps = args.steps
+        self.model = _model(name, args)
+        plan = make_plan("paper", global_batch_size=args.batch_size, total_steps=10**6,
+                         steps_per_epoch=10**4)
+        optimizer = make_optimizer(plan)
+        optimizer.build(self.model.trainable_variables)
+        self.functions = StepFunctions(self.model, optimizer, tf.distribute.get_strategy(),
+                                       global_batch_size=args.batch_size,
+                                       weight_decay=plan.weight_decay, jit_compile=jit_compile)
+        self.iterator = iter(_batches(data, args.batch_size))
+
+    def run(self):
+        losses, _ = self.functions.train_chunk(self.iterator, tf.constant(self.steps))
+        losses.numpy()
+
+
+class Fit:
+    def __init__(self, name, args, data):
+        self.steps = args.steps
+        self.model = _model(name, args)
+        self.model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        self.dataset = _batches(data, args.batch_size)
+
+    def run(self):
+        self.model.fit(self.dataset, epochs=1, steps_per_epoch=self.steps, verbose=0)
+
+
+class Pipeline:
+    def __init__(self, args, data):
+        self.steps = args.steps
+        self.iterator = iter(_batches(data, args.batch_size))
+
+    def run(self):
+        for _ in range(self.steps):
+            images, _ = next(self.iterator)
+        images.numpy()
+
+
+class Torch:
+    """The CIFAR ResNet (basic blocks, option-A shortcuts) or plain twin in PyTorch."""
+
+    def __init__(self, name, args):
+        import torch
+        from torch import nn
+
+        spec = get_spec(name)
+        if spec.family != "cifar" or spec.block != "basic" or spec.version != "v1":
+            raise ValueError(f"the torch reference covers CIFAR basic-block nets. Received: {name}")
+        self.torch, self.steps = torch, args.steps
+
+        class Block(nn.Module):
+            def __init__(self, cin, cout, stride, residual):
+                super().__init__()
+                self.residual, self.stride, self.extra = residual, stride, cout - cin
+                self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+                self.bn1 = nn.BatchNorm2d(cout, eps=1e-5, momentum=0.1)
+                self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+                self.bn2 = nn.BatchNorm2d(cout, eps=1e-5, momentum=0.1)
+
+            def forward(self, x):
+                out = torch.relu(self.bn1(self.conv1(x)))
+                out = self.bn2(self.conv2(out))
+                if self.residual:
+                    short = x[:, :, ::self.stride, ::self.stride]
+                    if self.extra:
+                        half = self.extra // 2
+                        short = nn.functional.pad(short, (0, 0, 0, 0, half, self.extra - half))
+                    out = out + short
+                return torch.relu(out)
+
+        stem = spec.stem_width
+        layers = [nn.Conv2d(3, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU()]
+        cin = stem
+        for stage, (n, cout) in enumerate(zip(spec.depths, spec.widths)):
+            for block in range(n):
+                layers.append(Block(cin, cout, 2 if stage and not block else 1, spec.residual))
+                cin = cout
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, CLASSES)]
+        self.model = nn.Sequential(*layers).to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9,
+                                         weight_decay=1e-4)
+        rng = np.random.default_rng(0)
+        self.images = torch.from_numpy(rng.standard_normal(
+            (args.batch_size, 3, args.image_size, args.image_size), dtype=np.float32)
+        ).contiguous(memory_format=torch.channels_last)
+        self.labels = torch.from_numpy(rng.integers(0, CLASSES, args.batch_size))
+
+    def run(self):
+        loss_fn = self.torch.nn.functional.cross_entropy
+        for _ in range(self.steps):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(self.model(self.images), self.labels)
+            loss.backward()
+            self.optimizer.step()
+        loss.item()
+
+
+def _variants(name, args, data):
+    auto = Reskeras(name, args, data)
+    picked = "reskeras-graph" if auto.functions.xla in ("check", "off") else "reskeras-xla"
+    variants = {picked: auto}
+    if not args.quick:
+        other = "reskeras-xla" if picked == "reskeras-graph" else "reskeras-graph"
+        variants[other] = Reskeras(name, args, data, jit_compile=other == "reskeras-xla")
+    variants["fit"] = Fit(name, args, data)
+    if not args.no_torch:
+        try:
+            variants["torch"] = Torch(name, args)
+        except ImportError:
+            print("(torch is not installed: no PyTorch row; pip install torch==2.13.0)")
+    variants["pipeline"] = Pipeline(args, data)
+    return variants
+
+
+def _measure(variants, args):
+    for variant in variants.values():
+        for _ in range(args.warmup):
+            variant.run()
+    seconds = {key: [] for key in variants}
+    for _ in range(args.repeats):
+        for key, variant in variants.items():
+            start = time.perf_counter()
+            variant.run()
+            seconds[key].append(time.perf_counter() - start)
+    return {key: args.batch_size * args.steps / statistics.median(values)
+            for key, values in seconds.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["resnet20", "resnet56"])
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=4, help="train steps per timed call")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--precision", default="float32",
+                        choices=["float32", "mixed_bfloat16", "mixed_float16"])
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="only the variant the trainer picks")
+    args = parser.parse_args()
+
+    data = _pipeline(args)
+    print(f"{'model':<10} {'variant':<22} {'images/s':>9} {'x fit':>7}")
+    for name in args.models:
+        keras.backend.clear_session()
+        variants = _variants(name, args, data)
+        picked = next(iter(variants))
+        rates = _measure(variants, args)
+        for key, rate in rates.items():
+            ratio = "" if key == "pipeline" else f"{rate / rates['fit']:>7.2f}"
+            mark = " (auto)" if key == picked else ""
+            print(f"{name:<10} {key + mark:<22} {rate:>9.1f} {ratio:>7}")
+        print(f"{name:<10} {'pipeline/model':<22} {rates['pipeline'] / rates[picked]:>9.1f}")
+    devices = ", ".join(d.device_type for d in tf.config.list_logical_devices())
+    print(f"(batch {args.batch_size}, {args.image_size}x{args.image_size}x3, {args.precision}, "
+          f"{args.steps} steps per call, median of {args.repeats} interleaved repeats; "
+          f"TF {tf.__version__}, Keras {keras.__version__}, devices: {devices}, "
+          f"{os.cpu_count()} CPUs)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Normalization and augmentation: pure TensorFlow functions with no hidden state.
+
+The normalization of a dataset is described by one JSON-serializable dict (see
+:func:`make_preprocessing`). The trainer writes it into a run's
+``config.json``; the exporter bakes it into the SavedModel from there, so
+training and serving subtract the same mean.
+
+Augmentation follows He et al. (2015, section 4.2): pad, take a random crop of
+the original size, optionally flip left-right. Every random draw is a
+*stateless* op seeded from ``(seed, epoch, position of the example in the
+epoch)``, so a batch is bitwise the same whatever the tf.data parallelism,
+global seed or resume point.
+
+Example:
+
+>>> import numpy as np
+>>> from reskeras.preprocessing import make_preprocessing, mean_of_scaled, normalize
+>>> images = np.full((2, 4, 4, 1), 255, np.uint8)
+>>> pre = make_preprocessing(mean_of_scaled(images), augment="none", pad=0)
+>>> pre["mean_kind"], float(normalize(images, pre).numpy().max())
+('per_pixel', 0.0)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+AUGMENTS = ("pad_crop_flip", "pad_crop", "none")
+MEAN_KINDS = ("per_pixel", "per_channel")
+SCALE = 1.0 / 255.0
+# Beyond this side length a per-pixel mean is mostly noise and a large constant
+# in every exported graph; ImageNet practice subtracts a per-channel mean.
+PER_PIXEL_MAX_SIDE = 64
+_PREPROCESSING_KEYS = ("input_dtype", "scale", "mean", "mean_kind", "augment", "pad")
+
+
+def mean_of_scaled(images: np.ndarray, per_channel: bool = False) -> list:
+    """The mean of ``images * SCALE`` over examples, as nested Python floats.
+
+    Args:
+        images: uint8 array ``[N, H, W, C]``.
+        per_channel: average over examples and pixels (a list of ``C`` floats)
+            instead of over examples only (an ``[H][W][C]`` nested list).
+
+    Returns:
+        A JSON-ready nested list of floats.
+    """
+    axes = (0, 1, 2) if per_channel else 0
+    # float64 accumulation: a float32 running sum over 50k CIFAR images drifts in the 5th digit.
+    return (np.mean(images, axis=axes, dtype=np.float64) * SCALE).tolist()
+
+
+def make_preprocessing(mean: list, *, augment: str, pad: int,
+                       resize: int | None = None) -> dict[str, Any]:
+    """The normalization record of a dataset (the one source of truth).
+
+    Args:
+        mean: per-pixel (``[H][W][C]``) or per-channel (``[C]``) mean of the
+            scaled training images, from :func:`mean_of_scaled`.
+        augment: ``"pad_crop_flip"``, ``"pad_crop"`` or ``"none"``.
+        pad: pixels of zero padding before the random crop.
+        resize: side of the square the source images were resized to (shorter
+            side resized, then a central crop), or ``None`` when they were fed
+            at their stored size. Serving code needs it to prepare photos.
+
+    Returns:
+        ``{"input_dtype", "scale", "mean", "mean_kind", "augment", "pad", "resize"}``.
+    """
+    mean_kind = "per_channel" if np.ndim(mean) == 1 else "per_pixel"
+    return {"input_dtype": "uint8", "scale": SCALE, "mean": mean, "mean_kind": mean_kind,
+            "augment": augment, "pad": int(pad), "resize": resize}
+
+
+def check_preprocessing(preprocessing: dict[str, Any]) -> None:
+    """Raises ValueError unless ``preprocessing`` is a record from :func:`make_preprocessing`."""
+    missing = [key for key in _PREPROCESSING_KEYS if key not in (preprocessing or {})]
+    if not isinstance(preprocessing, dict) or missing:
+        raise ValueError(f"`preprocessing` must be a dict with keys {list(_PREPROCESSING_KEYS)} "
+                         f"(DatasetInfo.preprocessing). Received: preprocessing={preprocessing!r}")
+    if preprocessing["mean_kind"] not in MEAN_KINDS or preprocessing["augment"] not in AUGMENTS:
+        raise ValueError(f"`preprocessing` must have mean_kind in {MEAN_KINDS} and augment in "
+                         f"{AUGMENTS}. Received: mean_kind={preprocessing['mean_kind']!r}, "
+                         f"augment={preprocessing['augment']!r}")
+
+
+def normalize(images, preprocessing: dict[str, Any]) -> tf.Tensor:
+    """``images * scale - mean`` as float32, for one image or a batch.
+
+    A pure TensorFlow function: it works eagerly, inside ``tf.function`` and
+    tf.data maps, and in an exported SavedModel (the mean becomes a constant).
+
+    Args:
+        images: uint8 (or any numeric) ``[H, W, C]`` or ``[N, H, W, C]``.
+        preprocessing: ``DatasetInfo.preprocessing``.
+
+    Returns:
+        A float32 tensor of the same shape.
+
+    Example:
+
+    >>> pre = {"input_dtype": "uint8", "scale": 0.5, "mean": [1.0], "mean_kind": "per_channel",
+    ...        "augment": "none", "pad": 0}
+    >>> normalize([[[4]]], pre).numpy().tolist()
+    [[[1.0]]]
+    """
+    check_preprocessing(preprocessing)
+    images = tf.cast(images, tf.float32)
+    mean = tf.constant(np.asarray(preprocessing["mean"], np.float32))
+    return images * tf.constant(preprocessing["scale"], tf.float32) - mean
+
+
+def check_int(arg: str, value, minimum: int) -> None:
+    """Raises the house-style ValueError unless ``value`` is an integer >= ``minimum``."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        rule = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"`{arg}` must be {rule}. Received: {arg}={value!r}")
+
+
+def finish_pipeline(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """Prefetches and sets the options every reskeras pipeline runs with."""
+    options = tf.data.Options()
+    options.deterministic = True
+    # In-memory data has no files to shard: each worker keeps every k-th element instead.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def example_seed(seed, epoch, position) -> tf.Tensor:
+    """The stateless seed (int64 ``[2]``) of one example: a pure function of its arguments."""
+    base = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    return tf.random.experimental.stateless_fold_in(base, tf.cast(position, tf.int64))
+
+
+def augment_image(image: tf.Tensor, seed: tf.Tensor, augment: str, pad: int) -> tf.Tensor:
+    """Pads, randomly crops back and (for ``"pad_crop_flip"``) maybe flips one image.
+
+    ``image`` is already normalized, so the zero padding is the training-set
+    mean colour rather than black (as in fb.resnet.torch's CIFAR pipeline).
+
+    Args:
+        image: float32 ``[H, W, C]`` with a static shape.
+        seed: int64 ``[2]`` from :func:`example_seed`.
+        augment: one of :data:`AUGMENTS`.
+        pad: pixels added on each side before cropping.
+
+    Returns:
+        A float32 tensor of the same shape.
+    """
+    if augment == "none":
+        return image
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    if pad > 0:
+        padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
+        image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=crop_seed)
+    if augment == "pad_crop_flip":
+        image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+    return image
+
+
+def shuffle_blocks(ds: tf.data.Dataset, seed: tf.Tensor, block: int) -> tf.data.Dataset:
+    """Permutes each run of ``block`` consecutive ``(image, label)`` pairs of a stream.
+
+    The permutations are stateless, drawn from ``seed`` (int64 ``[2]``) and the
+    block index: unlike ``Dataset.shuffle`` they do not depend on the global seed.
+    """
+    def permute(index, batch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(tf.shape(batch[1])[0]), tf.random.experimental.stateless_fold_in(seed, index))
+        return tf.data.Dataset.from_tensor_slices(tuple(tf.gather(t, order) for t in batch))
+
+    return ds.batch(block).enumerate().flat_map(permute)
+
+
+def resize_square(images, size: int) -> tf.Tensor:
+    """Resizes the shorter side to ``size`` and crops the central ``size x size`` square.
+
+    Works on one image ``[H, W, C]`` of any size or a batch; returns uint8.
+    Antialiasing matters when shrinking photos (imagenette is ~350-500 px).
+    """
+    images = tf.convert_to_tensor(images)
+    height = tf.cast(tf.shape(images)[-3], tf.float32)
+    width = tf.cast(tf.shape(images)[-2], tf.float32)
+    ratio = float(size) / tf.minimum(height, width)
+    new_shape = [tf.maximum(size, tf.cast(tf.round(height * ratio), tf.int32)),
+                 tf.maximum(size, tf.cast(tf.round(width * ratio), tf.int32))]
+    resized = tf.image.resize(images, new_shape, antialias=True)
+    cropped = tf.image.resize_with_crop_or_pad(resized, size, size)
+    return tf.saturate_cast(tf.round(cropped), tf.uint8)
+
+
+def read_arrays(ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Reads a dataset of ``(uint8 image, label)`` pairs into numpy: images, int32 labels."""
+    chunks = list(ds.batch(1024).prefetch(2).as_numpy_iterator())
+    if not chunks:
+        raise ValueError("`dataset` must have examples in every split. Received: an empty split")
+    return (np.concatenate([c[0] for c in chunks]),
+            np.concatenate([c[1] for c in chunks]).astype(np.int32))
+
+
+def resize_array(images: np.ndarray, size: int, chunk: int = 1024) -> np.ndarray:
+    """:func:`resize_square` over a uint8 numpy batch, in chunks to bound memory."""
+    parts = [resize_square(images[i:i + chunk], size).numpy()
+             for i in range(0, len(images), chunk)]
+    return np.concatenate(parts) if parts else np.zeros((0, size, size, images.shape[-1]), np.uint8)
+
+
+__all__ = ["AUGMENTS", "MEAN_KINDS", "PER_PIXEL_MAX_SIDE", "SCALE", "augment_image", "check_int",
+           "check_preprocessing", "example_seed", "finish_pipeline", "make_preprocessing",
+           "mean_of_scaled", "normalize", "read_arrays", "resize_array", "resize_square",
+           "shuffle_blocks"]

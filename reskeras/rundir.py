@@ -1,0 +1,137 @@
+"""The run directory: what a training run leaves behind, and how it is read back.
+
+Layout (DESIGN.md)::
+
+    RUN_DIR/config.json       everything needed to rebuild the model and resume
+    RUN_DIR/checkpoints/      tf.train.CheckpointManager files (model, optimizer, progress)
+    RUN_DIR/tensorboard/      train/ and validation/ scalars: loss, accuracy, learning_rate
+    RUN_DIR/metrics.jsonl     one record per epoch
+    RUN_DIR/summary.json      status ("finished" or "diverged"), last step and metrics
+    RUN_DIR/model.keras       the trained model, written when the run finishes
+
+Paths go through ``tf.io.gfile`` so a run directory can live on ``gs://``. Only
+the chief writes; JSON files are written to a temporary name and renamed, so a
+kill never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+MODEL = "model.keras"
+CHECKPOINTS = "checkpoints"
+TENSORBOARD = "tensorboard"
+
+# config.json entries that must match for a run to resume in the same directory
+IDENTITY_KEYS = ("arch", "input_shape", "classes", "dataset", "training")
+# training entries that may change between a run and its resume
+RESUMABLE_CHANGES = ("strategy", "cpu_replicas", "steps_per_execution", "jit_compile",
+                     "grad_norms_every", "activations_every", "verbose")
+
+
+def path(run_dir: str, name: str) -> str:
+    return os.path.join(run_dir, name) if "://" not in run_dir else f"{run_dir.rstrip('/')}/{name}"
+
+
+def write_json(file: str, data) -> None:
+    """Writes ``data`` atomically (temporary file, then rename)."""
+    tmp = file + ".tmp"
+    with tf.io.gfile.GFile(tmp, "w") as handle:
+        handle.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tf.io.gfile.rename(tmp, file, overwrite=True)
+
+
+def read_json(file: str):
+    with tf.io.gfile.GFile(file) as handle:
+        return json.load(handle)
+
+
+def read_config(run_dir: str) -> dict:
+    """The ``config.json`` of a run; ValueError naming the directory when absent."""
+    file = path(run_dir, CONFIG)
+    if not tf.io.gfile.exists(file):
+        raise ValueError(f"`run_dir` must be a reskeras run directory with {CONFIG}. "
+                         f"Received: run_dir={run_dir!r}")
+    return read_json(file)
+
+
+def read_metrics(run_dir: str) -> list[dict]:
+    """The epoch records of ``metrics.jsonl`` (empty when the run has none yet)."""
+    file = path(run_dir, METRICS)
+    if not tf.io.gfile.exists(file):
+        return []
+    with tf.io.gfile.GFile(file) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def append_metrics(run_dir: str, record: dict) -> None:
+    # gfile has no append mode on every filesystem: rewrite the (small) file atomically
+    records = read_metrics(run_dir) + [record]
+    _write_records(run_dir, records)
+
+
+def truncate_metrics(run_dir: str, last_step: int) -> None:
+    """Drops records written after the checkpoint a run resumes from."""
+    records = read_metrics(run_dir)
+    kept = [r for r in records if r["step"] <= last_step]
+    if len(kept) != len(records):
+        _write_records(run_dir, kept)
+
+
+def _write_records(run_dir: str, records: list[dict]) -> None:
+    file = path(run_dir, METRICS)
+    tmp = file + ".tmp"
+    with tf.io.gfile.GFile(tmp, "w") as handle:
+        handle.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    tf.io.gfile.rename(tmp, file, overwrite=True)
+
+
+def read_summary(run_dir: str) -> dict | None:
+    file = path(run_dir, SUMMARY)
+    return read_json(file) if tf.io.gfile.exists(file) else None
+
+
+def is_finished(run_dir: str) -> bool:
+    summary = read_summary(run_dir)
+    return bool(summary and summary.get("status") == "finished"
+                and tf.io.gfile.exists(path(run_dir, MODEL)))
+
+
+def check_writable(run_dir: str) -> None:
+    """Creates ``run_dir`` if needed; ValueError naming it when that is impossible."""
+    try:
+        tf.io.gfile.makedirs(run_dir)
+        probe = path(run_dir, ".write-probe")
+        with tf.io.gfile.GFile(probe, "w") as handle:
+            handle.write("ok")
+        tf.io.gfile.remove(probe)
+    except (tf.errors.OpError, OSError) as error:
+        reason = getattr(error, "message", None) or getattr(error, "strerror", None) or error
+        raise ValueError(f"`out` must be a writable directory. Received: out={run_dir!r} "
+                         f"({reason})") from None
+
+
+def config_mismatch(saved: dict, new: dict) -> str | None:
+    """The first identity entry where two configs differ, as ``key: saved -> new``."""
+    for key in IDENTITY_KEYS:
+        old_value, new_value = saved.get(key), new.get(key)
+        if key == "training":
+            old_value = {k: v for k, v in (old_value or {}).items() if k not in RESUMABLE_CHANGES}
+            new_value = {k: v for k, v in (new_value or {}).items() if k not in RESUMABLE_CHANGES}
+            for sub in sorted(set(old_value) | set(new_value)):
+                if old_value.get(sub) != new_value.get(sub):
+                    return f"training.{sub}: {old_value.get(sub)!r} -> {new_value.get(sub)!r}"
+        elif old_value != new_value:
+            return f"{key}: {_short(old_value)} -> {_short(new_value)}"
+    return None
+
+
+def _short(value) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 120 else text[:117] + "..."

@@ -1,0 +1,399 @@
+"""The reskeras trainer: one loop for every strategy, checkpoints that survive a kill.
+
+Example (about a minute on 2 CPU cores):
+
+>>> from reskeras.train import TrainConfig, train
+>>> result = train(TrainConfig(out="runs/resnet20-digits", model="resnet20",
+...                            dataset="digits", epochs=3, recipe="adam"))  # doctest: +SKIP
+>>> result.status, sorted(result.history[-1])  # doctest: +SKIP
+('finished', ['accuracy', 'epoch', 'loss', 'lr', 'seconds', 'step', 'val_accuracy', 'val_loss'])
+
+The run directory (``reskeras.rundir``) holds everything needed to resume:
+re-running the same command after a crash or ``kill -9`` continues from the last
+checkpoint; with ``deterministic=True`` the resumed run ends with bitwise the
+same weights as an uninterrupted one. Data order and augmentation are functions
+of (seed, epoch, position), so a resume mid-epoch sees exactly the batches the
+uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from reskeras import __version__, distribute, rundir
+from reskeras._backend import keras
+from reskeras.builders import build
+from reskeras.callbacks import ActivationStatsLogger, GradientNormLogger
+from reskeras.callbacks.activation_stats import PROBE_EXAMPLES
+from reskeras.data import load_dataset
+from reskeras.recipes import RECIPES, TrainingPlan, learning_rate_at, make_optimizer, make_plan
+from reskeras.steps import StepFunctions
+from reskeras.train_config import TrainConfig
+
+__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "build_run_model"]
+
+
+class TrainingDiverged(RuntimeError):
+    """A non-finite loss stopped the run; the last good checkpoint is kept."""
+
+    def __init__(self, step: int, last_checkpoint_step: int, run_dir: str):
+        self.step, self.last_checkpoint_step, self.run_dir = step, last_checkpoint_step, run_dir
+        super().__init__(f"non-finite loss or gradient at step {step}; training stopped. "
+                         f"The last good checkpoint (step {last_checkpoint_step}) is kept in "
+                         f"{run_dir}")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run_dir: str
+    status: str  # "finished", "stopped" (a callback asked) or "already finished"
+    step: int
+    history: list[dict]
+    model: keras.Model | None
+
+
+def build_run_model(config: dict) -> keras.Model:
+    """Rebuilds the (untrained) model of a run from its ``config.json`` contents."""
+    from reskeras.specs import ArchSpec
+    return build(ArchSpec.from_config(config["arch"]), input_shape=tuple(config["input_shape"]),
+                 classes=config["classes"])
+
+
+def _dataset_config(config: TrainConfig) -> dict:
+    entry = {"name": config.dataset, "data_dir": config.data_dir,
+             "image_size": config.image_size, "augment": config.augment}
+    if config.dataset == "synthetic":
+        entry.update(shape=list(config.synthetic_shape), classes=config.synthetic_classes,
+                     examples=config.synthetic_examples, seed=config.seed)
+    return entry
+
+
+def _load_data(config: TrainConfig):
+    return load_dataset(config.dataset, data_dir=config.data_dir, image_size=config.image_size,
+                        seed=config.seed, synthetic_shape=tuple(config.synthetic_shape),
+                        synthetic_classes=config.synthetic_classes,
+                        synthetic_examples=config.synthetic_examples)
+
+
+class _Run:
+    """State of one training run (kept out of the public API)."""
+
+    def __init__(self, config: TrainConfig, callbacks, strategy):
+        config.validate()
+        self.config = config
+        self.spec = config.resolve_arch()
+        if config.precision == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
+            raise ValueError("`precision` 'mixed_float16' needs a GPU (none is visible); use "
+                             "mixed_bfloat16 or float32. Received: precision='mixed_float16'")
+        if config.cpu_replicas and config.cpu_replicas > 1 and strategy is None:
+            distribute.configure_cpu_replicas(config.cpu_replicas)
+        self.strategy = strategy or _strategy_for(config)
+        self.replicas = distribute.num_replicas(self.strategy)
+        self.chief = distribute.is_chief(self.strategy)
+        self.batch = config.batch_size or RECIPES[config.recipe].batch_size
+        if self.batch % self.replicas:
+            raise ValueError(f"`batch_size` must be divisible by the {self.replicas} replicas of "
+                             f"the strategy. Received: batch_size={self.batch}")
+        self.data = _load_data(config)
+        self.steps_per_epoch = self.data.steps_per_epoch(self.batch)
+        total = config.steps or config.epochs * self.steps_per_epoch
+        self.total_steps = total
+        self.epochs = math.ceil(total / self.steps_per_epoch)
+        self.plan = make_plan(config.recipe, global_batch_size=self.batch, total_steps=total,
+                              steps_per_epoch=self.steps_per_epoch, lr=config.lr,
+                              weight_decay=config.weight_decay)
+        self.callbacks = list(callbacks or [])
+        self.run_dir = config.out
+        # through JSON once, so it compares equal to what config.json holds
+        self.record = json.loads(json.dumps(self._record()))
+
+    def _record(self) -> dict:
+        info = self.data.info
+        config = self.config
+        return {
+            "reskeras_version": __version__,
+            "arch": self.spec.to_config(),
+            "model_name": self.spec.name,
+            "input_shape": list(info.input_shape),
+            "classes": info.classes,
+            "class_names": list(info.class_names),
+            "dataset": _dataset_config(config),
+            "preprocessing": info.preprocessing,
+            "training": {
+                "batch_size": self.batch, "epochs": self.epochs, "total_steps": self.total_steps,
+                "steps_per_epoch": self.steps_per_epoch, "plan": dataclasses.asdict(self.plan),
+                "precision": config.precision, "seed": config.seed,
+                "deterministic": config.deterministic, "sync_bn": config.sync_bn,
+                "jit_compile": config.jit_compile, "checkpoint_every": self._checkpoint_every(),
+                "grad_norms_every": config.grad_norms_every,
+                "activations_every": config.activations_every,
+                "strategy": config.strategy, "cpu_replicas": config.cpu_replicas,
+                "steps_per_execution": config.steps_per_execution,
+            },
+            "environment": {"tensorflow": tf.__version__, "keras": keras.__version__,
+                            "replicas": self.replicas,
+                            "strategy": distribute.describe_strategy(self.strategy)},
+        }
+
+    def _checkpoint_every(self) -> int:
+        return self.config.checkpoint_every or self.steps_per_epoch
+
+    # -- run directory -----------------------------------------------------
+    def prepare_dir(self) -> str:
+        """``"new"``, ``"resume"`` or ``"finished"``; bad input raises before anything is written."""
+        run_dir = self.run_dir
+        config_file = rundir.path(run_dir, rundir.CONFIG)
+        if tf.io.gfile.exists(config_file):
+            difference = rundir.config_mismatch(rundir.read_json(config_file), self.record)
+            if difference:
+                raise ValueError(f"`out` holds a different run ({difference}); resume it with the "
+                                 f"same arguments or choose another directory. Received: out={run_dir!r}")
+            return "finished" if rundir.is_finished(run_dir) else "resume"
+        if self.config.resume:
+            raise ValueError(f"`resume` needs a run directory holding {rundir.CONFIG}. "
+                             f"Received: out={run_dir!r}")
+        if tf.io.gfile.isdir(run_dir) and tf.io.gfile.listdir(run_dir):
+            raise ValueError("`out` must be a new or empty directory, or a reskeras run to resume "
+                             f"(it has files but no {rundir.CONFIG}). Received: out={run_dir!r}")
+        if self.chief:
+            rundir.check_writable(run_dir)
+        return "new"
+
+    # -- model, optimizer, checkpoint --------------------------------------
+    def build(self) -> None:
+        config = self.config
+        keras.utils.set_random_seed(config.seed)
+        if config.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        previous_policy = keras.mixed_precision.dtype_policy()
+        with self.strategy.scope():
+            keras.mixed_precision.set_dtype_policy(config.precision)
+            try:
+                self.model = build_run_model(self.record)
+            finally:
+                keras.mixed_precision.set_dtype_policy(previous_policy)
+            if config.sync_bn:
+                for layer in self.model.layers:
+                    if isinstance(layer, keras.layers.BatchNormalization):
+                        layer.synchronized = True
+            optimizer = make_optimizer(self.plan)
+            if config.precision == "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            optimizer.build(self.model.trainable_variables)
+            self.optimizer = optimizer
+        # as after compile(): callbacks find the optimizer (saved model files do not change)
+        self.model.optimizer = optimizer
+        # loss sum, hits, steps and seconds of the current epoch, so a resumed epoch reports
+        # the same averages as an uninterrupted one
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.epoch_sums = tf.Variable(np.zeros(4), dtype=tf.float64, trainable=False)
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
+                                              step=self.step, epoch_sums=self.epoch_sums)
+        self.checkpoint_dir = rundir.path(self.run_dir, rundir.CHECKPOINTS)
+        write_dir = self.checkpoint_dir if self.chief else _scratch_dir()
+        self.manager = tf.train.CheckpointManager(self.checkpoint, write_dir, max_to_keep=3)
+        self.steps = StepFunctions(
+            self.model, self.optimizer, self.strategy, global_batch_size=self.batch,
+            weight_decay=self.plan.weight_decay, jit_compile=config.jit_compile,
+            is_tpu=distribute.strategy_kind(self.strategy) == "tpu")
+        share = self.batch // self.replicas
+        failure = self.steps.check_xla(
+            tf.TensorSpec((share, *self.record["input_shape"]), tf.float32),
+            tf.TensorSpec((share,), tf.int32))
+        self.record["environment"]["xla"] = self.steps.xla
+        if self.steps.xla == "check":
+            self.record["environment"]["xla_check"] = failure or "lowers to XLA HLO"
+
+    def restore(self) -> int:
+        latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        self.last_checkpoint_step = int(self.step.numpy())
+        return self.last_checkpoint_step
+
+    def save_checkpoint(self, step: int, sums) -> None:
+        self.steps.sync_moving_statistics()
+        self.step.assign(step)
+        self.epoch_sums.assign(np.asarray(sums, dtype=np.float64))
+        self.manager.save(checkpoint_number=step)  # every worker saves; non-chiefs to scratch
+        self.last_checkpoint_step = step
+
+    # -- the loop ----------------------------------------------------------
+    def fit(self) -> TrainResult:
+        state = self.prepare_dir()
+        if state == "finished":
+            summary = rundir.read_summary(self.run_dir)
+            return TrainResult(self.run_dir, "already finished", summary["step"],
+                               rundir.read_metrics(self.run_dir), None)
+        self.build()
+        step = self.restore()
+        if self.chief:
+            if state == "new":
+                rundir.write_json(rundir.path(self.run_dir, rundir.CONFIG), self.record)
+            rundir.truncate_metrics(self.run_dir, step)
+        verbose = self.config.verbose
+        if verbose is None:
+            verbose = 1 if sys.stdout.isatty() else 2
+        if not self.chief:
+            verbose = 0
+        probe = next(iter(self.data.evaluation(PROBE_EXAMPLES)))[0].numpy()
+        callbacks = keras.callbacks.CallbackList(
+            self._all_callbacks(), add_history=True, add_progbar=verbose > 0, model=self.model,
+            verbose=verbose, epochs=self.epochs, steps=self.steps_per_epoch,
+            run_dir=self.run_dir, initial_step=step, probe_images=probe)
+        eval_data = self.strategy.experimental_distribute_dataset(self.data.evaluation(
+            self.batch, pad=distribute.strategy_kind(self.strategy) == "tpu"))
+        self.model.stop_training = False
+        callbacks.on_train_begin()
+        while step < self.total_steps and not self.model.stop_training:
+            step = self._epoch(step, callbacks, eval_data)
+        status = "finished" if step >= self.total_steps else "stopped"
+        if self.chief:
+            self._finish(status, step)
+        callbacks.on_train_end()
+        return TrainResult(self.run_dir, status, step, rundir.read_metrics(self.run_dir)
+                           if self.chief else [], self.model)
+
+    def _all_callbacks(self) -> list:
+        config, extra = self.config, []
+        if config.grad_norms_every:
+            extra.append(GradientNormLogger(config.grad_norms_every))
+        if config.activations_every:
+            extra.append(ActivationStatsLogger(config.activations_every))
+        return self.callbacks + extra
+
+    def _epoch(self, step: int, callbacks, eval_data) -> int:
+        spe, batch = self.steps_per_epoch, self.batch
+        epoch = step // spe
+        epoch_end = min((epoch + 1) * spe, self.total_steps)
+        every = self._checkpoint_every()
+        sums = self.epoch_sums.numpy().copy() if step % spe else np.zeros(4)
+        for callback in callbacks.callbacks:  # a last, shorter epoch of a --steps run
+            if isinstance(callback, keras.callbacks.ProgbarLogger):
+                callback.target = epoch_end - epoch * spe
+        callbacks.on_epoch_begin(epoch)
+        started = time.perf_counter() - sums[3]
+        dataset = self.data.train(batch, seed=self.config.seed, epoch=epoch,
+                                  skip_batches=step - epoch * spe, augment=self.config.augment)
+        iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+        logs = {}
+        while step < epoch_end and not self.model.stop_training:
+            count = min(self.config.steps_per_execution, epoch_end - step, every - step % every,
+                        *(c.record_boundary(step) - step for c in callbacks.callbacks
+                          if hasattr(c, "record_boundary")))
+            callbacks.on_train_batch_begin(step - epoch * spe)
+            losses, hits = self.steps.train_chunk(iterator, tf.constant(count))
+            losses = losses.numpy()
+            if not np.all(np.isfinite(losses)):
+                bad = step + int(np.argmin(np.isfinite(losses))) + 1
+                callbacks.on_train_batch_end(step + count - epoch * spe - 1, {"loss": np.nan})
+                self._diverged(bad)
+            step += count
+            sums[:3] += (losses.sum(), float(hits), count)
+            logs = {"loss": sums[0] / sums[2], "accuracy": sums[1] / (sums[2] * batch)}
+            callbacks.on_train_batch_end(step - epoch * spe - 1, logs)
+            if step % every == 0 and step < epoch_end:
+                sums[3] = time.perf_counter() - started
+                self.save_checkpoint(step, sums)
+        self.steps.sync_moving_statistics()
+        val_loss, val_hits, val_count = (float(t) for t in self.steps.evaluate_dataset(eval_data))
+        record = {"epoch": epoch + 1, "step": step, "loss": logs.get("loss", float("nan")),
+                  "accuracy": logs.get("accuracy", float("nan")),
+                  "val_loss": val_loss / val_count, "val_accuracy": val_hits / val_count,
+                  "lr": learning_rate_at(self.plan, step - 1),
+                  "seconds": time.perf_counter() - started}
+        if self.chief:
+            rundir.append_metrics(self.run_dir, record)
+            self._summaries(record)
+        self.save_checkpoint(step, np.zeros(4))
+        callbacks.on_epoch_end(epoch, {"loss": record["loss"], "accuracy": record["accuracy"],
+                                       "val_loss": record["val_loss"],
+                                       "val_accuracy": record["val_accuracy"],
+                                       "learning_rate": record["lr"]})
+        return step
+
+    def _summaries(self, record: dict) -> None:
+        if not hasattr(self, "_writers"):
+            board = rundir.path(self.run_dir, rundir.TENSORBOARD)
+            self._writers = {part: tf.summary.create_file_writer(rundir.path(board, part))
+                             for part in ("train", "validation")}
+        step = record["step"]
+        with self._writers["train"].as_default():
+            tf.summary.scalar("loss", record["loss"], step=step)
+            tf.summary.scalar("accuracy", record["accuracy"], step=step)
+            tf.summary.scalar("learning_rate", record["lr"], step=step)
+        with self._writers["validation"].as_default():
+            tf.summary.scalar("loss", record["val_loss"], step=step)
+            tf.summary.scalar("accuracy", record["val_accuracy"], step=step)
+        for writer in self._writers.values():
+            writer.flush()
+
+    def _finish(self, status: str, step: int) -> None:
+        # Keras insists on the .keras suffix; write beside, then rename into place
+        final = rundir.path(self.run_dir, rundir.MODEL)
+        partial = rundir.path(self.run_dir, "model.partial.keras")
+        self.model.save(partial)
+        tf.io.gfile.rename(partial, final, overwrite=True)
+        metrics = rundir.read_metrics(self.run_dir)
+        rundir.write_json(rundir.path(self.run_dir, rundir.SUMMARY), {
+            "status": status, "step": step, "final": metrics[-1] if metrics else None,
+            "seconds": sum(r["seconds"] for r in metrics), "model": rundir.MODEL})
+
+    def _diverged(self, bad_step: int) -> None:
+        if self.chief:
+            rundir.write_json(rundir.path(self.run_dir, rundir.SUMMARY), {
+                "status": "diverged", "step": bad_step,
+                "last_checkpoint_step": self.last_checkpoint_step})
+        raise TrainingDiverged(bad_step, self.last_checkpoint_step, self.run_dir)
+
+
+_RESOLVED_STRATEGIES: dict = {}
+
+
+def _strategy_for(config: TrainConfig):
+    """One strategy object per name in a process, reused by later runs (tuner trials).
+
+    A second MirroredStrategy in the same process reuses the first one's collective
+    instance keys, and its all-reduces then fail with shape mismatches (measured,
+    TF 2.21); MultiWorkerMirroredStrategy can only be created once anyway.
+    """
+    key = (config.strategy, config.cpu_replicas)
+    if key not in _RESOLVED_STRATEGIES:
+        _RESOLVED_STRATEGIES[key] = distribute.resolve_strategy(
+            config.strategy, cpu_replicas=config.cpu_replicas)
+    return _RESOLVED_STRATEGIES[key]
+
+
+def _scratch_dir() -> str:
+    import tempfile
+    return tempfile.mkdtemp(prefix="reskeras-worker-checkpoints-")
+
+
+def train(config: TrainConfig, *, callbacks=None, strategy=None) -> TrainResult:
+    """Trains (or resumes) the run ``config`` describes.
+
+    Args:
+        config: a :class:`TrainConfig`.
+        callbacks: Keras callbacks; they receive the usual hooks (one batch hook per
+            compiled call of ``steps_per_execution`` steps) and logs, plus
+            ``params["run_dir"]``.
+        strategy: an existing ``tf.distribute.Strategy`` (default: resolved from
+            ``config.strategy``).
+
+    Returns:
+        A :class:`TrainResult`; a run directory whose run already finished is not
+        touched and gives ``status="already finished"``.
+
+    Raises:
+        ValueError: bad arguments, a dataset that cannot be loaded, or ``out`` holding
+            another run (nothing is written).
+        TrainingDiverged: a non-finite loss (the last good checkpoint is kept).
+    """
+    return _Run(config, callbacks, strategy).fit()

@@ -1,0 +1,138 @@
+"""What a training run is asked to do (:class:`TrainConfig`) and its validation.
+
+The same object backs the Python API (``reskeras.train.train(TrainConfig(...))``),
+the ``reskeras train`` command line and the tuner; its resolved form is what
+``config.json`` stores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from reskeras.recipes import RECIPES
+from reskeras.specs import ArchSpec, get_spec, resolve_spec, scale
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """A training run. Exactly one of ``model``, ``depth`` or ``arch`` names the network,
+    and exactly one of ``epochs`` or ``steps`` the budget.
+
+    Args:
+        out: run directory (created; local path or ``gs://``).
+        model: registry name such as ``"resnet20"`` or ``"plain56"``.
+        depth: depth for ``build_resnet``/``build_plain`` (with ``plain``, ``width``,
+            ``version``, ``shortcut``, ``batch_norm``, ``family``).
+        arch: an ``ArchSpec`` or its ``to_config()`` dict (the tuner passes this).
+        dataset: ``"digits"`` (default, offline), ``"synthetic"`` or a TFDS name.
+        epochs: passes over the training split. steps: optimizer steps instead.
+        batch_size: global batch (default: the recipe's, 128).
+        recipe: ``"paper"`` or ``"adam"``; ``lr`` / ``weight_decay`` override it.
+        strategy: ``auto|cpu|gpu|mirrored|multiworker|tpu``; ``cpu_replicas`` splits the CPU.
+        precision: ``float32``, ``mixed_bfloat16`` or ``mixed_float16`` (GPU only).
+        seed: seeds weights, data order and augmentation.
+        deterministic: also enable TensorFlow op determinism (bitwise resume).
+        sync_bn: BatchNorm statistics over the global batch (all replicas).
+        jit_compile: ``"auto"`` (XLA on GPUs and TPUs; on CPUs the faster oneDNN graph,
+            with the step lowered to XLA once as a TPU-readiness check), ``True``
+            (always XLA) or ``False`` (see ``reskeras.steps``).
+        steps_per_execution: train steps per compiled call.
+        checkpoint_every: steps between checkpoints (default: each epoch end only).
+        grad_norms_every: log per-layer gradient norms every N steps
+            (:class:`reskeras.callbacks.GradientNormLogger`, ``grad_norms.jsonl``).
+        activations_every: log layer responses every N steps
+            (:class:`reskeras.callbacks.ActivationStatsLogger`, ``activations.jsonl``).
+        resume: require an existing run to resume (a run dir holding a checkpoint
+            of the same run resumes anyway).
+        verbose: 0 silent, 1 progress bar, 2 one line per epoch, ``None`` picks 1 on a
+            terminal and 2 otherwise.
+    """
+
+    out: str
+    model: str | None = None
+    depth: int | None = None
+    plain: bool = False
+    family: str | None = None
+    width: int | None = None
+    version: str | None = None
+    shortcut: str | None = None
+    batch_norm: bool = True
+    arch: dict | ArchSpec | None = None
+    dataset: str = "digits"
+    data_dir: str | None = None
+    image_size: int | None = None
+    synthetic_shape: tuple[int, int, int] = (32, 32, 3)
+    synthetic_classes: int = 10
+    synthetic_examples: int = 1024
+    augment: bool = True
+    epochs: int | None = None
+    steps: int | None = None
+    batch_size: int | None = None
+    recipe: str = "paper"
+    lr: float | None = None
+    weight_decay: float | None = None
+    strategy: str = "auto"
+    cpu_replicas: int | None = None
+    precision: str = "float32"
+    seed: int = 0
+    deterministic: bool = False
+    sync_bn: bool = False
+    jit_compile: bool | str = "auto"
+    steps_per_execution: int = 8
+    checkpoint_every: int | None = None
+    grad_norms_every: int | None = None
+    activations_every: int | None = None
+    resume: bool = False
+    verbose: int | None = None
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first bad argument and its value."""
+        named = [n for n in ("model", "depth", "arch") if getattr(self, n) is not None]
+        if len(named) != 1:
+            raise ValueError("exactly one of `model`, `depth` or `arch` must name the network. "
+                             f"Received: {', '.join(f'{n}={getattr(self, n)!r}' for n in named) or 'none'}")
+        if (self.epochs is None) == (self.steps is None):
+            raise ValueError("exactly one of `epochs` or `steps` must be given. "
+                             f"Received: epochs={self.epochs!r}, steps={self.steps!r}")
+        for name in ("epochs", "steps", "batch_size", "cpu_replicas", "checkpoint_every",
+                     "grad_norms_every", "activations_every",
+                     "image_size", "steps_per_execution", "synthetic_classes",
+                     "synthetic_examples"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+        if self.jit_compile not in (True, False, "auto"):
+            raise ValueError("`jit_compile` must be True, False or 'auto'. "
+                             f"Received: jit_compile={self.jit_compile!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"`precision` must be one of {', '.join(map(repr, PRECISIONS))}. "
+                             f"Received: precision={self.precision!r}")
+        if self.recipe not in RECIPES:
+            raise ValueError(f"`recipe` must be one of {', '.join(map(repr, RECIPES))}. "
+                             f"Received: recipe={self.recipe!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"`seed` must be a non-negative integer. Received: seed={self.seed!r}")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"`lr` must be a positive number. Received: lr={self.lr!r}")
+        if not self.out:
+            raise ValueError(f"`out` must name a run directory. Received: out={self.out!r}")
+
+    def resolve_arch(self) -> ArchSpec:
+        """The architecture spec this config names (validated by the spec table)."""
+        if self.arch is not None:
+            return self.arch if isinstance(self.arch, ArchSpec) else ArchSpec.from_config(self.arch)
+        overrides = {"version": self.version, "shortcut": self.shortcut}
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if not self.batch_norm:
+            overrides["batch_norm"] = False
+        if self.model is not None:
+            spec = get_spec(self.model)
+            if overrides:
+                spec = dataclasses.replace(spec, **overrides)
+            return scale(spec, width=self.width)
+        return resolve_spec(self.depth, family=self.family, residual=not self.plain,
+                            width=self.width, **overrides)

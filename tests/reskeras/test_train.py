@@ -1,0 +1,323 @@
+"""The trainer on one device: run directory contents, callbacks, XLA, TFDS, bad input.
+
+Multi-replica, multi-worker and kill/resume tests need separate processes and
+live in test_train_distributed.py.
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from reskeras import rundir
+from reskeras.recipes import learning_rate_at, make_plan
+from reskeras.cli import main
+from reskeras.train import TrainConfig, TrainingDiverged, build_run_model, train
+
+RECORD_KEYS = {"step", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"}
+
+
+def small(out, **overrides):
+    """ResNet-8 on digits, 2 epochs of 11 steps at batch 128, no XLA (fast compile)."""
+    values = dict(out=str(out), model="resnet8", dataset="digits", epochs=2, recipe="adam",
+                  jit_compile=False, verbose=0)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+class Recorder(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def on_train_begin(self, logs=None):
+        self.calls.append(("train_begin", self.params["run_dir"]))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.calls.append(("epoch_begin", epoch))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.calls.append(("batch_end", batch, tuple(sorted(logs))))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.calls.append(("epoch_end", epoch, tuple(sorted(logs))))
+
+    def on_train_end(self, logs=None):
+        self.calls.append(("train_end",))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "r8"
+    recorder = Recorder()
+    keras.utils.set_random_seed(0)
+    result = train(small(out, steps_per_execution=4), callbacks=[recorder])
+    weights = [w.copy() for w in result.model.get_weights()]
+    keras.backend.clear_session()
+    return out, result, recorder, weights
+
+
+def test_run_directory_holds_the_documented_files(finished_run):
+    out, result, _, _ = finished_run
+    assert result.status == "finished" and result.step == 22
+    assert sorted(os.listdir(out)) == ["checkpoints", "config.json", "metrics.jsonl",
+                                       "model.keras", "summary.json", "tensorboard"]
+    records = rundir.read_metrics(str(out))
+    assert [r["epoch"] for r in records] == [1, 2] and [r["step"] for r in records] == [11, 22]
+    assert all(set(r) == RECORD_KEYS for r in records)
+    assert records == result.history
+    summary = rundir.read_summary(str(out))
+    assert summary["status"] == "finished" and summary["final"] == records[-1]
+
+
+def test_config_json_rebuilds_the_model_and_records_preprocessing(finished_run):
+    out, _, _, weights = finished_run
+    config = rundir.read_config(str(out))
+    assert config["arch"]["depths"] == [1, 1, 1] and config["model_name"] == "resnet8"
+    assert config["input_shape"] == [8, 8, 1] and config["classes"] == 10
+    assert config["training"]["total_steps"] == 22 and config["training"]["batch_size"] == 128
+    mean = np.asarray(config["preprocessing"]["mean"])
+    assert mean.shape == (8, 8, 1) and 0 < mean.mean() < 1
+    rebuilt = build_run_model(config)
+    assert [w.shape for w in rebuilt.get_weights()] == [w.shape for w in weights]
+
+
+def test_saved_model_keras_equals_the_trained_weights(finished_run):
+    out, _, _, weights = finished_run
+    loaded = keras.models.load_model(os.path.join(out, "model.keras"), safe_mode=True)
+    for saved, trained in zip(loaded.get_weights(), weights):
+        np.testing.assert_array_equal(saved, trained)
+    checkpoint_model = build_run_model(rundir.read_config(str(out)))
+    tf.train.Checkpoint(model=checkpoint_model).restore(
+        tf.train.latest_checkpoint(os.path.join(out, "checkpoints"))).expect_partial()
+    for restored, trained in zip(checkpoint_model.get_weights(), weights):
+        np.testing.assert_array_equal(restored, trained)
+
+
+def test_callbacks_get_keras_hooks_and_logs(finished_run):
+    out, _, recorder, _ = finished_run
+    calls = recorder.calls
+    assert calls[0] == ("train_begin", str(out)) and calls[-1] == ("train_end",)
+    # 11 steps per epoch in calls of at most 4 steps: batch hooks after steps 4, 8, 11
+    batch_ends = [c[1] for c in calls if c[0] == "batch_end"]
+    assert batch_ends == [3, 7, 10, 3, 7, 10]
+    assert {c[2] for c in calls if c[0] == "batch_end"} == {("accuracy", "loss")}
+    epoch_ends = [c for c in calls if c[0] == "epoch_end"]
+    assert [c[1] for c in epoch_ends] == [0, 1]
+    assert epoch_ends[0][2] == ("accuracy", "learning_rate", "loss", "val_accuracy", "val_loss")
+
+
+def test_tensorboard_has_exactly_loss_accuracy_and_lr(finished_run):
+    out, _, _, _ = finished_run
+    tags = {}
+    for part in ("train", "validation"):
+        folder = os.path.join(out, "tensorboard", part)
+        for name in os.listdir(folder):
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
+                for value in event.summary.value:
+                    tags.setdefault(part, set()).add((value.tag, event.step))
+    assert tags["train"] == {(t, s) for t in ("loss", "accuracy", "learning_rate")
+                             for s in (11, 22)}
+    assert tags["validation"] == {(t, s) for t in ("loss", "accuracy") for s in (11, 22)}
+
+
+def test_a_finished_run_is_not_touched_again(finished_run):
+    out, _, _, _ = finished_run
+    before = {name: os.path.getmtime(os.path.join(out, name)) for name in os.listdir(out)}
+    result = train(small(out))
+    assert result.status == "already finished" and result.model is None
+    assert before == {name: os.path.getmtime(os.path.join(out, name)) for name in os.listdir(out)}
+
+
+def test_learning_rate_follows_the_paper_schedule(tmp_path):
+    result = train(small(tmp_path / "paper", recipe="paper", epochs=4, batch_size=256))
+    # batch 256: lr 0.2 after a warmup of min(5 epochs, 10% of 20 steps) = 2 steps, /10 at
+    # steps 10 and 15; each record shows the rate of its epoch's last step (4, 9, 14, 19)
+    assert [r["lr"] for r in result.history] == [0.2, 0.2, 0.02, 0.002]
+    plan = make_plan("paper", global_batch_size=256, total_steps=20, steps_per_epoch=5)
+    assert [learning_rate_at(plan, s) for s in (0, 1, 2, 9, 10, 14, 15)] == \
+        [0.1, 0.2, 0.2, 0.2, 0.02, 0.02, 0.002]
+
+
+def test_train_step_compiles_with_xla(tmp_path):
+    from reskeras.recipes import make_optimizer
+    from reskeras.steps import StepFunctions
+    model = build_run_model({"arch": __import__("reskeras").get_spec("resnet8").to_config(),
+                             "input_shape": [8, 8, 1], "classes": 10})
+    plan = make_plan("paper", global_batch_size=16, total_steps=10, steps_per_epoch=5)
+    optimizer = make_optimizer(plan)
+    optimizer.build(model.trainable_variables)
+    steps = StepFunctions(model, optimizer, tf.distribute.get_strategy(), global_batch_size=16,
+                          weight_decay=plan.weight_decay, jit_compile=True)
+    assert steps.xla == "step"
+    images, labels = tf.zeros([16, 8, 8, 1]), tf.zeros([16], tf.int32)
+    hlo = steps._replica_fn.experimental_get_compiler_ir(images, labels)(stage="hlo")
+    assert "convolution" in hlo and "ENTRY" in hlo
+
+
+def test_xla_training_runs_and_matches_the_plain_graph(tmp_path):
+    # SGD: Adam's normalized steps turn float-rounding differences of tiny gradients into
+    # full-size steps; with SGD the two compilers agree to rounding
+    compiled = train(small(tmp_path / "xla", epochs=1, jit_compile=True, recipe="paper"))
+    assert json.loads((tmp_path / "xla" / "config.json").read_text())["environment"]["xla"] \
+        == "step"
+    keras.backend.clear_session()
+    graph = train(small(tmp_path / "graph", epochs=1, jit_compile=False, recipe="paper"))
+    for a, b in zip(compiled.model.get_weights(), graph.model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_auto_xla_on_cpu_runs_the_graph_after_an_xla_lowering_check(tmp_path):
+    result = train(small(tmp_path / "auto", steps=2, epochs=None, jit_compile="auto"))
+    environment = json.loads((tmp_path / "auto" / "config.json").read_text())["environment"]
+    assert result.status == "finished"
+    assert environment["xla"] == "check" and environment["xla_check"] == "lowers to XLA HLO"
+
+
+def test_auto_xla_check_reports_a_step_xla_cannot_compile():
+    from reskeras.recipes import make_optimizer
+    from reskeras.steps import StepFunctions
+    inputs = keras.Input((32, 32, 3))
+    text = keras.layers.Lambda(lambda x: tf.strings.to_number(tf.strings.as_string(x)))(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(
+        keras.layers.Flatten()(text)))
+    plan = make_plan("adam", global_batch_size=128, total_steps=10, steps_per_epoch=5)
+    optimizer = make_optimizer(plan)
+    optimizer.build(model.trainable_variables)
+    steps = StepFunctions(model, optimizer, tf.distribute.get_strategy(), global_batch_size=128,
+                          jit_compile="auto")
+    assert steps.xla == "check"
+    with pytest.warns(UserWarning, match="does not compile with XLA.*AsString"):
+        reason = steps.check_xla(tf.TensorSpec((128, 32, 32, 3)), tf.TensorSpec((128,), tf.int32))
+    assert "AsString" in reason
+
+
+def test_non_finite_gradients_stop_and_keep_the_last_good_checkpoint(tmp_path):
+    out = tmp_path / "div"
+    config = small(out, model=None, depth=8, batch_norm=False, recipe="paper", lr=1000.0,
+                   epochs=None, steps=20, batch_size=64, checkpoint_every=1,
+                   steps_per_execution=1)
+    with pytest.raises(TrainingDiverged) as caught:
+        train(config)
+    error = caught.value
+    assert 1 <= error.last_checkpoint_step == error.step - 1
+    assert f"step {error.step}" in str(error)
+    assert rundir.read_summary(str(out))["status"] == "diverged"
+    model = build_run_model(rundir.read_config(str(out)))
+    latest = tf.train.latest_checkpoint(os.path.join(out, "checkpoints"))
+    assert latest.endswith(f"ckpt-{error.last_checkpoint_step}")
+    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    assert not os.path.exists(os.path.join(out, "model.keras"))
+
+
+def test_tfds_path_with_mock_data(tmp_path):
+    with tfds.testing.mock_data(num_examples=64):
+        result = train(small(tmp_path / "mnist", dataset="mnist", epochs=1, batch_size=32,
+                             model="resnet8"))
+    config = rundir.read_config(str(tmp_path / "mnist"))
+    assert config["input_shape"] == [28, 28, 1] and config["classes"] == 10
+    assert result.step == 2 and len(result.history) == 1
+
+
+# -- bad input: one line, exit code 2, nothing overwritten -------------------------------
+
+def _cli(capsys, *args):
+    code = main(["train", *args])
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "resnet21", "--dataset", "digits", "--epochs", "1"], "name='resnet21'"),
+    (["--model", "resnet8", "--dataset", "nonexistent_ds", "--epochs", "1"], "nonexistent_ds"),
+    (["--model", "resnet8", "--dataset", "digits"], "epochs"),
+    (["--model", "resnet8", "--dataset", "digits", "--epochs", "1", "--steps", "3"], "steps=3"),
+    (["--model", "resnet8", "--dataset", "digits", "--epochs", "0"], "epochs=0"),
+    (["--model", "resnet8", "--dataset", "digits", "--epochs", "1", "--batch-size", "5000"],
+     "5000"),
+    (["--model", "resnet8", "--depth", "8", "--dataset", "digits", "--epochs", "1"], "depth=8"),
+    (["--resume"], "resume"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
+    out = tmp_path / "fresh"
+    code, err = _cli(capsys, *args, "--out", str(out))
+    assert code == 2
+    assert len(err.splitlines()) == 1 and message in err
+    assert not out.exists() or not os.listdir(out)
+
+
+def test_multiworker_without_tf_config_is_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:1"]}}))
+    code, err = _cli(capsys, "--model", "resnet8", "--dataset", "digits", "--epochs", "1",
+                     "--strategy", "multiworker", "--out", str(tmp_path / "mw"))
+    assert code == 2 and len(err.splitlines()) == 1 and "task" in err
+
+
+def test_unwritable_out_is_exit_2(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code, err = _cli(capsys, "--model", "resnet8", "--dataset", "digits", "--epochs", "1",
+                     "--out", str(blocker / "run"))
+    assert code == 2 and len(err.splitlines()) == 1 and "out=" in err
+    assert blocker.read_text() == "not a directory"
+
+
+def test_other_files_or_another_run_are_never_overwritten(finished_run, tmp_path, capsys):
+    out, _, _, _ = finished_run
+    snapshot = {name: open(os.path.join(out, name), "rb").read()
+                for name in ("config.json", "metrics.jsonl", "summary.json", "model.keras")}
+    code, err = _cli(capsys, "--model", "plain8", "--dataset", "digits", "--epochs", "2",
+                     "--recipe", "adam", "--out", str(out))
+    assert code == 2 and "different run" in err and "arch" in err
+    code, err = _cli(capsys, "--model", "resnet8", "--dataset", "digits", "--epochs", "3",
+                     "--recipe", "adam", "--no-xla", "--out", str(out))
+    assert code == 2 and "training.epochs" in err
+    assert snapshot == {name: open(os.path.join(out, name), "rb").read() for name in snapshot}
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    code, err = _cli(capsys, "--model", "resnet8", "--dataset", "digits", "--epochs", "1",
+                     "--out", str(foreign))
+    assert code == 2 and "no config.json" in err
+    assert os.listdir(foreign) == ["notes.txt"]
+
+
+def test_weight_decay_is_coupled_l2_on_kernels_only():
+    """One SGD step: kernels move by -lr * (g + wd * w), BN parameters and biases by -lr * g."""
+    from reskeras.recipes import make_optimizer
+    from reskeras.steps import StepFunctions
+    model = build_run_model({"arch": __import__("reskeras").get_spec("resnet8").to_config(),
+                             "input_shape": [8, 8, 1], "classes": 10})
+    plan = make_plan("paper", global_batch_size=32, total_steps=10, steps_per_epoch=5, lr=0.1,
+                     weight_decay=0.01)
+    optimizer = make_optimizer(plan)
+    optimizer.build(model.trainable_variables)
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.normal(size=(32, 8, 8, 1)), tf.float32)
+    labels = tf.constant(rng.integers(0, 10, 32), tf.int32)
+    before = [v.numpy() for v in model.trainable_variables]
+    moving = [v.numpy() for v in model.non_trainable_variables]
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+            labels, model(images, training=True)))
+    grads = [g.numpy() for g in tape.gradient(loss, model.trainable_variables)]
+    for variable, value in zip(model.non_trainable_variables, moving):
+        variable.assign(value)  # undo the BN statistics update of the reference pass
+    steps = StepFunctions(model, optimizer, tf.distribute.get_strategy(), global_batch_size=32,
+                          weight_decay=plan.weight_decay, jit_compile=False)
+    iterator = iter(tf.data.Dataset.from_tensors((images, labels)).repeat())
+    losses, _ = steps.train_chunk(iterator, tf.constant(1))
+    assert abs(float(losses[0]) - float(loss)) < 1e-6  # the reported loss excludes the L2 term
+    decayed = 0
+    for variable, w0, g in zip(model.trainable_variables, before, grads):
+        is_kernel = variable.path.endswith("/kernel")
+        decayed += is_kernel
+        expected = w0 - 0.1 * (g + (0.01 * w0 if is_kernel else 0.0))
+        np.testing.assert_allclose(variable.numpy(), expected, rtol=1e-5, atol=1e-6,
+                                   err_msg=variable.path)
+    assert decayed == 8  # 7 convs and the dense kernel; 14 BN vectors and the bias are not

@@ -1,0 +1,192 @@
+"""The trainer across processes: 2 logical CPUs, 2 workers on 127.0.0.1, kill -9 and resume.
+
+Logical devices and TF_CONFIG are fixed per process, so each case runs in
+subprocesses (about 7 s of TensorFlow start-up each).
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+
+import keras
+import reskeras  # noqa: F401  (registers ZeroPadShortcut for load_model)
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
+
+
+def _python(code: str, *, env=None, timeout=300):
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, env=env or ENV, timeout=timeout)
+
+
+def _last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def test_mirrored_on_two_cpus_matches_one_device(tmp_path):
+    result = _python(f"""
+        from reskeras.distribute import configure_cpu_replicas
+        configure_cpu_replicas(2)
+        import json, keras, numpy as np, tensorflow as tf
+        from reskeras.train import TrainConfig, build_run_model, train
+
+        def weights(out, use=None, **kw):
+            keras.backend.clear_session()
+            values = dict(out=out, dataset="digits", steps=6, batch_size=64, seed=3, verbose=0)
+            values.update(kw)
+            config = TrainConfig(**values)
+            result = train(config, strategy=use)
+            return result.model.get_weights(), result
+
+        def gap(a, b):
+            return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
+
+        one = tf.distribute.OneDeviceStrategy("/cpu:0")
+        bn = dict(model="resnet8", sync_bn=True, jit_compile=False)
+        w1, _ = weights("{tmp_path}/bn1", one, **bn)
+        w2, r2 = weights("{tmp_path}/bn2", strategy="mirrored", cpu_replicas=2, **bn)
+        plain = dict(depth=8, batch_norm=False, jit_compile=True, recipe="adam")
+        w3, _ = weights("{tmp_path}/xla1", one, **plain)
+        w4, r4 = weights("{tmp_path}/xla2", strategy="mirrored", cpu_replicas=2, **plain)
+        keras.utils.set_random_seed(3)
+        initial = build_run_model(json.load(open("{tmp_path}/bn1/config.json"))).get_weights()
+        try:
+            weights("{tmp_path}/odd", strategy="mirrored", cpu_replicas=2, model="resnet8",
+                    batch_size=63)
+            odd = "no error"
+        except ValueError as error:
+            odd = str(error)
+        print(json.dumps({{"bn_gap": gap(w1, w2), "xla_gap": gap(w3, w4),
+                          "moved": gap(w1, weights("{tmp_path}/init", one, steps=1, **bn)[0]),
+                          "replicas": json.load(open("{tmp_path}/bn2/config.json"))
+                                      ["environment"]["replicas"],
+                          "xla_modes": [r2.status, r4.status], "odd": odd}}))
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    facts = _last_json(result.stdout)
+    assert facts["replicas"] == 2 and facts["xla_modes"] == ["finished", "finished"]
+    # same global batch, BN statistics over the global batch: same weights up to float noise,
+    # far below what 5 more optimizer steps change
+    assert facts["bn_gap"] < 1e-4 < facts["moved"]
+    assert facts["xla_gap"] < 1e-4
+    assert "batch_size" in facts["odd"] and "63" in facts["odd"] and "2 replicas" in facts["odd"]
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_on_localhost_train_identical_weights(tmp_path):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    out = tmp_path / "run"
+    code = textwrap.dedent(f"""
+        import sys, numpy as np
+        from reskeras.train import TrainConfig, train
+        result = train(TrainConfig(out="{out}", model="resnet8", dataset="digits", steps=6,
+                                   batch_size=64, strategy="multiworker", verbose=0))
+        np.savez(sys.argv[1], *result.model.get_weights())
+        print(result.status, result.step)
+    """)
+    workers = []
+    for index in range(2):
+        env = {**ENV, "TF_CONFIG": json.dumps({"cluster": cluster,
+                                               "task": {"type": "worker", "index": index}})}
+        workers.append(subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path / f"w{index}.npz")], env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = []
+    try:
+        for worker in workers:
+            outputs.append(worker.communicate(timeout=240))
+    finally:
+        for worker in workers:
+            worker.kill()
+    for worker, (stdout, stderr) in zip(workers, outputs):
+        assert worker.returncode == 0, stderr[-3000:]
+        assert stdout.split()[-2:] == ["finished", "6"]
+    first, second = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
+    assert len(first.files) == len(second.files) > 0
+    for name in first.files:
+        np.testing.assert_array_equal(first[name], second[name])
+    config = json.loads((out / "config.json").read_text())
+    assert config["environment"]["replicas"] == 2
+    # only the chief (worker 0) writes the run directory
+    assert sorted(os.listdir(out)) == ["checkpoints", "config.json", "metrics.jsonl",
+                                       "model.keras", "summary.json", "tensorboard"]
+    saved = keras.models.load_model(out / "model.keras").get_weights()
+    for array, name in zip(saved, first.files):
+        np.testing.assert_array_equal(array, first[name])
+
+
+TRAIN = ["reskeras", "train", "--model", "resnet8", "--dataset", "digits", "--steps", "60",
+         "--batch-size", "32", "--checkpoint-every", "4", "--steps-per-execution", "2",
+         "--deterministic", "--seed", "7"]
+
+
+def _kill_after_checkpoint(out, step, timeout=240):
+    """Starts training into ``out``, kill -9 once checkpoint ``step`` (or later) exists."""
+    process = subprocess.Popen([*TRAIN, "--out", str(out)], env=ENV, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    deadline = time.time() + timeout
+    folder = out / "checkpoints"
+    while time.time() < deadline and process.poll() is None:
+        done = [int(n.split("-")[1].split(".")[0]) for n in
+                (os.listdir(folder) if folder.exists() else []) if n.endswith(".index")]
+        if done and max(done) >= step:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    process.wait(timeout=60)
+    return process.returncode
+
+
+def test_killed_and_resumed_run_ends_bitwise_equal(tmp_path):
+    reference = subprocess.Popen([*TRAIN, "--out", str(tmp_path / "reference")], env=ENV,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    out = tmp_path / "killed"
+    assert _kill_after_checkpoint(out, 8) == -signal.SIGKILL
+    assert _kill_after_checkpoint(out, 48) == -signal.SIGKILL  # second epoch starts at step 44
+    assert not (out / "model.keras").exists()
+    resumed = subprocess.run([*TRAIN, "--out", str(out)], env=ENV, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()[-3000:]
+    a = keras.models.load_model(tmp_path / "reference" / "model.keras").get_weights()
+    b = keras.models.load_model(out / "model.keras").get_weights()
+    assert len(a) == len(b) == 37  # 7 convs, 7 BNs x 4 (gamma, beta, moving stats), dense x 2
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    reference_records = [json.loads(line) for line in
+                         (tmp_path / "reference" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [44, 60]
+    for mine, theirs in zip(records, reference_records):
+        assert {k: v for k, v in mine.items() if k != "seconds"} == \
+            {k: v for k, v in theirs.items() if k != "seconds"}
+
+
+def test_console_script_bad_input_is_one_quiet_line(tmp_path):
+    result = subprocess.run(["reskeras", "train", "--model", "resnet8", "--dataset", "cifar10",
+                             "--data-dir", str(tmp_path / "tfds"), "--epochs", "1",
+                             "--out", str(tmp_path / "run")],
+                            capture_output=True, text=True, timeout=300,
+                            env={k: v for k, v in os.environ.items()
+                                 if k != "TF_CPP_MIN_LOG_LEVEL"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cifar10" in lines[0] and "--data-dir" in lines[0]
+    assert not (tmp_path / "run").exists()
