@@ -20,6 +20,7 @@ _COMMANDS = {
     "models": "reskeras.commands.models",
     "summary": "reskeras.commands.models",
     "train": "reskeras.commands.train",
+    "plot": "reskeras.commands.plot",
 }
 
 

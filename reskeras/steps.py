@@ -67,7 +67,7 @@ class StepFunctions:
     """
 
     def __init__(self, model, optimizer, strategy, *, global_batch_size: int,
-                 weight_decay: float = 0.0, jit_compile: bool | str = True,
+                 weight_decay: float = 0.0, jit_compile: bool | str = "auto",
                  is_tpu: bool = False):
         self.model = model
         self.optimizer = optimizer

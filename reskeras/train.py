@@ -171,7 +171,7 @@ class _Run:
         config = self.config
         keras.utils.set_random_seed(config.seed)
         if config.deterministic:
-            tf.config.experimental.enable_op_determinism()
+            tf.config.experimental.enable_op_determinism()  # undone by train() at the end
         previous_policy = keras.mixed_precision.dtype_policy()
         with self.strategy.scope():
             keras.mixed_precision.set_dtype_policy(config.precision)
@@ -396,4 +396,12 @@ def train(config: TrainConfig, *, callbacks=None, strategy=None) -> TrainResult:
             another run (nothing is written).
         TrainingDiverged: a non-finite loss (the last good checkpoint is kept).
     """
-    return _Run(config, callbacks, strategy).fit()
+    from tensorflow.python.framework import config as tf_config  # no public "disable"
+
+    deterministic_before = tf_config.is_op_determinism_enabled()
+    try:
+        return _Run(config, callbacks, strategy).fit()
+    finally:
+        # op determinism is process-wide: leave the process as it was (notebooks, tuner trials)
+        if not deterministic_before and tf_config.is_op_determinism_enabled():
+            tf_config.disable_op_determinism()

@@ -116,7 +116,7 @@ class ActivationStatsLogger(StepLogger):
         self._entries = measured_tensors(self.model)
         outputs = [tensor for _, _, value in self._entries
                    for tensor in (value if isinstance(value, tuple) else (value,))]
-        features = keras.Model(self.model.inputs, outputs)
+        features = keras.Model(self.model.input, outputs)
         strategy = self.model.distribute_strategy
         self._probe = tf.constant(np.asarray(probe, np.float32)[:PROBE_EXAMPLES])
         self._measure = tf.function(lambda x: strategy.run(

@@ -123,7 +123,11 @@ class GradientNormLogger(StepLogger):
         count = len(self._layers)
         with strategy.scope():
             def variable(value, dtype=tf.float32):
+                # on-read: each replica writes its own copy without a synchronization point
+                # (allowed inside tf.cond), the host reads the first replica's copy; all
+                # replicas hold the same reduced gradient
                 return tf.Variable(value, dtype=dtype, trainable=False,
+                                   synchronization=tf.VariableSynchronization.ON_READ,
                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self._recorded_step = variable(-1, tf.int64)
             self._grad_norms = variable(np.zeros(count))

@@ -321,3 +321,10 @@ def test_weight_decay_is_coupled_l2_on_kernels_only():
         np.testing.assert_allclose(variable.numpy(), expected, rtol=1e-5, atol=1e-6,
                                    err_msg=variable.path)
     assert decayed == 8  # 7 convs and the dense kernel; 14 BN vectors and the bias are not
+
+
+def test_deterministic_run_leaves_the_process_as_it_was(tmp_path):
+    from tensorflow.python.framework import config as tf_config
+    assert not tf_config.is_op_determinism_enabled()
+    train(small(tmp_path / "det", steps=1, epochs=None, deterministic=True))
+    assert not tf_config.is_op_determinism_enabled()

@@ -97,7 +97,8 @@ def test_two_workers_on_localhost_train_identical_weights(tmp_path):
         import sys, numpy as np
         from reskeras.train import TrainConfig, train
         result = train(TrainConfig(out="{out}", model="resnet8", dataset="digits", steps=6,
-                                   batch_size=64, strategy="multiworker", verbose=0))
+                                   batch_size=64, strategy="multiworker", verbose=0,
+                                   grad_norms_every=3, activations_every=3))
         np.savez(sys.argv[1], *result.model.get_weights())
         print(result.status, result.step)
     """)
@@ -125,8 +126,12 @@ def test_two_workers_on_localhost_train_identical_weights(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["environment"]["replicas"] == 2
     # only the chief (worker 0) writes the run directory
-    assert sorted(os.listdir(out)) == ["checkpoints", "config.json", "metrics.jsonl",
-                                       "model.keras", "summary.json", "tensorboard"]
+    assert sorted(os.listdir(out)) == ["activations.jsonl", "checkpoints", "config.json",
+                                       "grad_norms.jsonl", "metrics.jsonl", "model.keras",
+                                       "summary.json", "tensorboard"]
+    grads = [json.loads(line) for line in (out / "grad_norms.jsonl").read_text().splitlines()]
+    assert sorted({r["step"] for r in grads}) == [0, 3] and len(grads) == 2 * 15  # no duplicates
+    assert all(r["grad_norm"] > 0 for r in grads)
     saved = keras.models.load_model(out / "model.keras").get_weights()
     for array, name in zip(saved, first.files):
         np.testing.assert_array_equal(array, first[name])
@@ -134,7 +139,7 @@ def test_two_workers_on_localhost_train_identical_weights(tmp_path):
 
 TRAIN = ["reskeras", "train", "--model", "resnet8", "--dataset", "digits", "--steps", "60",
          "--batch-size", "32", "--checkpoint-every", "4", "--steps-per-execution", "2",
-         "--deterministic", "--seed", "7"]
+         "--deterministic", "--seed", "7", "--grad-norms-every", "5", "--activations-every", "10"]
 
 
 def _kill_after_checkpoint(out, step, timeout=240):
@@ -174,6 +179,11 @@ def test_killed_and_resumed_run_ends_bitwise_equal(tmp_path):
     reference_records = [json.loads(line) for line in
                          (tmp_path / "reference" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [44, 60]
+    for name in ("grad_norms.jsonl", "activations.jsonl"):  # resumed: same records, no repeats
+        assert (out / name).read_text() == (tmp_path / "reference" / name).read_text()
+    steps = sorted({json.loads(line)["step"] for line in
+                    (out / "grad_norms.jsonl").read_text().splitlines()})
+    assert steps == list(range(0, 60, 5))
     for mine, theirs in zip(records, reference_records):
         assert {k: v for k, v in mine.items() if k != "seconds"} == \
             {k: v for k, v in theirs.items() if k != "seconds"}
