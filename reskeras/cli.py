@@ -21,6 +21,7 @@ _COMMANDS = {
     "summary": "reskeras.commands.models",
     "train": "reskeras.commands.train",
     "plot": "reskeras.commands.plot",
+    "study": "reskeras.commands.study",
 }
 
 

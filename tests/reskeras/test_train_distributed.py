@@ -14,6 +14,7 @@ import textwrap
 import time
 
 import numpy as np
+import pytest
 
 import keras
 import reskeras  # noqa: F401  (registers ZeroPadShortcut for load_model)
@@ -30,6 +31,7 @@ def _last_json(stdout: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # about 50 s; test_callbacks covers 1 vs 2 replicas on the default run
 def test_mirrored_on_two_cpus_matches_one_device(tmp_path):
     result = _python(f"""
         from reskeras.distribute import configure_cpu_replicas
