@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from reskeras.analysis.plots import DPI, save_figure
+from reskeras.analysis.plots import blank_figure, pixel_size, save_figure
 
 # (width, height) in inches at DPI
 SLICE_FIGURE_SIZE = (7.0, 4.5)
@@ -31,9 +30,7 @@ SURFACE_LEVELS = 20
 
 
 def _new_figure(size: tuple[float, float]) -> Figure:
-    figure = Figure(figsize=size, dpi=DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
+    return blank_figure(*pixel_size(size))
 
 
 def _is_residual(name: str, result: dict, residual: dict | None) -> bool:

@@ -51,17 +51,27 @@ def figure_size(name: str, runs: int = 1) -> tuple[int, int]:
     >>> figure_size("grad_norm_heatmap", runs=2)
     (1200, 600)
     """
-    size = FIGURE_SIZES[name]
+    return pixel_size(FIGURE_SIZES[name], runs)
+
+
+def pixel_size(size, count: int = 1) -> tuple[int, int]:
+    """``(width, height)`` in pixels of a size-table entry: inches, or a dict growing with
+    ``count`` panels (``{"base", "per_run" or "per_panel", "height"}``)."""
     if isinstance(size, dict):
-        size = (size["base"] + size["per_run"] * runs, size["height"])
+        size = (size["base"] + size.get("per_run", size.get("per_panel", 0)) * count,
+                size["height"])
     return round(size[0] * DPI), round(size[1] * DPI)
 
 
-def _new_figure(name: str, runs: int = 1) -> Figure:
-    width, height = figure_size(name, runs)
+def blank_figure(width: int, height: int) -> Figure:
+    """A ``width`` x ``height`` pixel figure on its own Agg canvas (no pyplot state)."""
     figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(figure)  # Agg, attached to this figure only
+    FigureCanvasAgg(figure)
     return figure
+
+
+def _new_figure(name: str, runs: int = 1) -> Figure:
+    return blank_figure(*figure_size(name, runs))
 
 
 def save_figure(figure: Figure, path: str) -> str:

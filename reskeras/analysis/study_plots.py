@@ -24,12 +24,11 @@ import math
 import numpy as np
 import tensorflow as tf
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from reskeras import rundir
-from reskeras.analysis.plots import DPI, save_figure
+from reskeras.analysis.plots import blank_figure, pixel_size, save_figure
 from reskeras.analysis.records import is_batch_norm
 
 # (width, height) in inches at DPI; panel figures are base + per_panel * panels wide
@@ -60,17 +59,11 @@ def study_figure_size(name: str, panels: int = 1) -> tuple[int, int]:
     >>> study_figure_size("gradient_ratio")
     (1100, 450)
     """
-    size = STUDY_FIGURE_SIZES[name]
-    if isinstance(size, dict):
-        size = (size["base"] + size["per_panel"] * panels, size["height"])
-    return round(size[0] * DPI), round(size[1] * DPI)
+    return pixel_size(STUDY_FIGURE_SIZES[name], panels)
 
 
 def _new_figure(name: str, panels: int = 1) -> Figure:
-    width, height = study_figure_size(name, panels)
-    figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
+    return blank_figure(*study_figure_size(name, panels))
 
 
 def _number(value) -> float:
