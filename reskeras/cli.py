@@ -1,7 +1,7 @@
 """The ``reskeras`` console script: one dispatcher for every subcommand.
 
 Each subcommand lives in a module that exposes ``add_parser(subparsers, name)``;
-the parser it adds sets ``run(args) -> int``. This file only wires them and turns
+it calls :func:`add_command` with its ``run(args) -> int``. This file only wires them and turns
 bad input into one line and exit code 2 (TensorFlow's start-up noise is quieted
 by ``reskeras._quiet`` before TensorFlow is imported, unless ``--verbose``).
 """
@@ -22,6 +22,8 @@ _COMMANDS = {
     "train": "reskeras.commands.train",
     "plot": "reskeras.commands.plot",
     "study": "reskeras.commands.study",
+    "tune": "tuning.command",
+    "export": "export.command",
 }
 
 
@@ -40,6 +42,19 @@ def common_options() -> argparse.ArgumentParser:
     common.add_argument("--verbose", action="store_true",
                         help="keep TensorFlow's log messages")
     return common
+
+
+def add_command(subparsers, name: str, run, *, help: str, description: str,
+                epilog: str | None = None) -> argparse.ArgumentParser:
+    """Adds subcommand ``name`` (with the common options) whose ``run(args) -> int`` runs it.
+
+    Every command module's ``add_parser(subparsers, name)`` starts here, then adds
+    its own arguments to the parser this returns.
+    """
+    parser = subparsers.add_parser(name, parents=[common_options()], help=help,
+                                   description=description, epilog=epilog)
+    parser.set_defaults(handler=run)  # not `run`: an option may well be called --run
+    return parser
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -71,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = make_parser().parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        return int(args.handler(args) or 0)
     except (UsageError, ValueError) as error:
         print(f"reskeras {args.command}: error: {error}", file=sys.stderr)
         return USAGE_ERROR

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 
@@ -85,9 +86,10 @@ def _load_data(config: TrainConfig):
 class _Run:
     """State of one training run (kept out of the public API)."""
 
-    def __init__(self, config: TrainConfig, callbacks, strategy):
+    def __init__(self, config: TrainConfig, callbacks, strategy, initial_weights=None):
         config.validate()
         self.config = config
+        self.initial_weights = _check_initial_weights(initial_weights)
         self.spec = config.resolve_arch()
         if config.precision == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
             raise ValueError("`precision` 'mixed_float16' needs a GPU (none is visible); use "
@@ -215,8 +217,27 @@ class _Run:
         latest = tf.train.latest_checkpoint(self.checkpoint_dir)
         if latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
+        elif self.initial_weights is not None:
+            self._load_initial_weights(self.initial_weights)
         self.last_checkpoint_step = int(self.step.numpy())
         return self.last_checkpoint_step
+
+    def _load_initial_weights(self, source) -> None:
+        """Copies ``source``'s weights into the run's model (a run starting at step 0)."""
+        if isinstance(source, str) and source.endswith(".weights.h5"):
+            source_model = build_run_model(self.record)
+            source_model.load_weights(source)
+        elif isinstance(source, str):
+            source_model = keras.saving.load_model(source, compile=False)
+        else:
+            source_model = source
+        given = [tuple(v.shape) for v in source_model.weights]
+        expected = [tuple(v.shape) for v in self.model.weights]
+        if given != expected:
+            raise ValueError(f"`initial_weights` must hold the weights of the run's model "
+                             f"{self.spec.name} ({len(expected)} weights with matching shapes). "
+                             f"Received: initial_weights={source!r} ({len(given)} weights)")
+        self.model.set_weights(source_model.get_weights())
 
     def save_checkpoint(self, step: int, sums) -> None:
         self.steps.sync_moving_statistics()
@@ -376,7 +397,20 @@ def _scratch_dir() -> str:
     return tempfile.mkdtemp(prefix="reskeras-worker-checkpoints-")
 
 
-def train(config: TrainConfig, *, callbacks=None, strategy=None) -> TrainResult:
+def _check_initial_weights(source):
+    if source is None or isinstance(source, keras.Model):
+        return source
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    if (isinstance(source, str) and source.endswith((".keras", ".weights.h5"))
+            and tf.io.gfile.exists(source)):
+        return source
+    raise ValueError("`initial_weights` must be a Keras model or an existing .keras or "
+                     f".weights.h5 file. Received: initial_weights={source!r}")
+
+
+def train(config: TrainConfig, *, callbacks=None, strategy=None,
+          initial_weights=None) -> TrainResult:
     """Trains (or resumes) the run ``config`` describes.
 
     Args:
@@ -386,21 +420,26 @@ def train(config: TrainConfig, *, callbacks=None, strategy=None) -> TrainResult:
             ``params["run_dir"]``.
         strategy: an existing ``tf.distribute.Strategy`` (default: resolved from
             ``config.strategy``).
+        initial_weights: a Keras model of the same architecture, or a ``.keras`` or
+            ``.weights.h5`` file (local or ``gs://``), whose weights replace the seeded
+            initialization before step 0 (Hyperband continues a trial this way). Only a
+            run that starts at step 0 uses it; a run that resumes from a checkpoint
+            restores the checkpoint instead.
 
     Returns:
         A :class:`TrainResult`; a run directory whose run already finished is not
         touched and gives ``status="already finished"``.
 
     Raises:
-        ValueError: bad arguments, a dataset that cannot be loaded, or ``out`` holding
-            another run (nothing is written).
+        ValueError: bad arguments, a dataset that cannot be loaded, ``out`` holding
+            another run, or ``initial_weights`` of another architecture (nothing is written).
         TrainingDiverged: a non-finite loss (the last good checkpoint is kept).
     """
     from tensorflow.python.framework import config as tf_config  # no public "disable"
 
     deterministic_before = tf_config.is_op_determinism_enabled()
     try:
-        return _Run(config, callbacks, strategy).fit()
+        return _Run(config, callbacks, strategy, initial_weights).fit()
     finally:
         # op determinism is process-wide: leave the process as it was (notebooks, tuner trials)
         if not deterministic_before and tf_config.is_op_determinism_enabled():

@@ -94,6 +94,11 @@ def _figures(figures: dict, keys, used: set) -> list[tuple]:
     return [("figure", figures[k], CAPTIONS.get(k, k.replace("_", " "))) for k in found]
 
 
+def _section(title: str, text: str, figures: dict, keys, used: set) -> list[tuple]:
+    """A heading, its explanation, then the section's figures that exist."""
+    return [("h2", title), ("p", text)] + _figures(figures, keys, used)
+
+
 def _verdict_blocks(results: dict) -> list[tuple]:
     verdict = results.get("verdict") or {}
     criteria = {"degradation_points": 2.0, "vanishing_ratio": 0.01, "exploding_ratio": 100.0,
@@ -133,11 +138,10 @@ def _verdict_blocks(results: dict) -> list[tuple]:
 
 
 def _degradation_blocks(results: dict, figures: dict, used: set) -> list[tuple]:
-    blocks = [("h2", "Degradation"), ("p", "Final training error (training split, no "
-               "augmentation) and test error after the same number of steps, mean over "
-               "seeds. A deeper net with a higher *training* error is the degradation "
-               "problem: overfitting cannot explain it.")]
-    blocks += _figures(figures, ("degradation",), used)
+    blocks = _section("Degradation", "Final training error (training split, no augmentation) "
+                      "and test error after the same number of steps, mean over seeds. A deeper "
+                      "net with a higher *training* error is the degradation problem: "
+                      "overfitting cannot explain it.", figures, ("degradation",), used)
     present = [f for f in FAMILIES if any(c["residual"] == f[1] and c["batch_norm"] == f[2]
                                           for c in results["cells"])]
     rows = []
@@ -159,12 +163,12 @@ def _degradation_blocks(results: dict, figures: dict, used: set) -> list[tuple]:
 
 
 def _gradient_blocks(results: dict, figures: dict, used: set) -> list[tuple]:
-    blocks = [("h2", "Gradient flow"), ("p", "Per-layer gradient norms were logged during "
-               "training. The first/last ratio compares the first conv layer's gradient norm "
-               "with the last conv layer's: far below 1 the input side learns slowly "
-               "(vanishing), far above 1 it gets the larger updates (exploding).")]
-    blocks += _figures(figures, ("gradient_ratio", "gradient_profiles_init",
-                                 "grad_norm_heatmap"), used)
+    blocks = _section("Gradient flow", "Per-layer gradient norms were logged during training. "
+                      "The first/last ratio compares the first conv layer's gradient norm with "
+                      "the last conv layer's: far below 1 the input side learns slowly "
+                      "(vanishing), far above 1 it gets the larger updates (exploding).",
+                      figures, ("gradient_ratio", "gradient_profiles_init", "grad_norm_heatmap"),
+                      used)
     return blocks + [("p", "The ratios of every cell are in the cells table below.")]
 
 

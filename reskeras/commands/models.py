@@ -12,23 +12,22 @@ from __future__ import annotations
 import argparse
 
 from reskeras import build_model, get_spec, list_models
-from reskeras.cli import common_options, parse_shape
+from reskeras.cli import add_command, parse_shape
 from reskeras.specs import FAMILIES, SHORTCUTS, VERSIONS
 
 
 def add_parser(subparsers, name: str) -> None:
     if name == "models":
-        parser = subparsers.add_parser(
-            "models", parents=[common_options()], help="list the registry of named models",
+        parser = add_command(
+            subparsers, "models", run_models, help="list the registry of named models",
             description="List registry names with their family, block, stage depths and widths.")
         parser.add_argument("--family", choices=FAMILIES, help="only this family")
         parser.add_argument("--params", action="store_true",
                             help="build each model and add its trainable parameter count "
                                  "(ResNet-1202 takes about 30 s)")
-        parser.set_defaults(run=run_models)
     else:
-        parser = subparsers.add_parser(
-            "summary", parents=[common_options()], help="build one model and print its layers",
+        parser = add_command(
+            subparsers, "summary", run_summary, help="build one model and print its layers",
             description="Build a registry model (optionally modified) and print keras "
                         "Model.summary() with parameter counts.")
         parser.add_argument("name", help="registry name, e.g. resnet20, plain56, resnet50")
@@ -39,7 +38,6 @@ def add_parser(subparsers, name: str) -> None:
         parser.add_argument("--input-shape", type=parse_shape, metavar="H,W,C",
                             help="input shape (default 32,32,3 for CIFAR, 224,224,3 for ImageNet)")
         parser.add_argument("--classes", type=int, help="output classes")
-        parser.set_defaults(run=run_summary)
 
 
 def _trainable_params(model) -> int:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reskeras.cli import UsageError, common_options
+from reskeras.cli import UsageError, add_command
 
 
 def add_parser(subparsers, name: str) -> None:
-    parser = subparsers.add_parser(
-        name, parents=[common_options()], help="draw gradient-norm and layer-response figures",
+    parser = add_command(
+        subparsers, name, run_plot, help="draw gradient-norm and layer-response figures",
         description="Write PNG figures from the grad_norms.jsonl and activations.jsonl of "
                     "one or more run directories (train with --grad-norms-every and "
                     "--activations-every): grad_norm_heatmap.png, grad_norm_profile.png, "
@@ -30,7 +30,6 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--steps", type=int, nargs="+", metavar="S",
                         help="steps of the gradient-norm profile, each replaced by the "
                              "nearest logged step (default: first, middle and last)")
-    parser.set_defaults(run=run_plot)
 
 
 def _out_dir(args: argparse.Namespace) -> str:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reskeras.cli import UsageError, common_options
+from reskeras.cli import UsageError, add_command
 
 
 def add_parser(subparsers, name: str) -> None:
-    parser = subparsers.add_parser(
-        name, parents=[common_options()], help="run the plain-vs-residual study and report",
+    parser = add_command(
+        subparsers, name, run_study, help="run the plain-vs-residual study and report",
         description="Train plain and residual twins over depths, with and without BatchNorm, "
                     "log gradient norms and layer responses, run lesion, shattering and "
                     "loss-landscape analyses, and write STUDY_DIR/report.html, report.md, "
@@ -41,7 +41,6 @@ def add_parser(subparsers, name: str) -> None:
                         default=[], help="analyses to leave out")
     parser.add_argument("--strategy", choices=("auto", "cpu", "gpu", "mirrored", "multiworker",
                                                "tpu"), help="where the cells train")
-    parser.set_defaults(run=run_study)
 
 
 def run_study(args: argparse.Namespace) -> int:

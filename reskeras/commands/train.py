@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reskeras.cli import UsageError, common_options, parse_shape
+from reskeras.cli import UsageError, add_command, parse_shape
 from reskeras.specs import FAMILIES, SHORTCUTS, VERSIONS
 
 _STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
@@ -22,8 +22,8 @@ _RECIPES = ("paper", "adam")
 
 
 def add_parser(subparsers, name: str) -> None:
-    parser = subparsers.add_parser(
-        name, parents=[common_options()], help="train a model into a run directory",
+    parser = add_command(
+        subparsers, name, run_train, help="train a model into a run directory",
         description="Train a plain or residual net on one device, several GPUs or CPUs, several "
                     "hosts (TF_CONFIG) or a TPU. The run directory holds config.json, "
                     "checkpoints/, tensorboard/, metrics.jsonl and model.keras; re-running the "
@@ -77,7 +77,6 @@ def add_parser(subparsers, name: str) -> None:
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --out (its config.json supplies what is omitted)")
     run.add_argument("--out", required=True, help="run directory")
-    parser.set_defaults(run=run_train)
 
 
 def _config_from_args(args: argparse.Namespace):

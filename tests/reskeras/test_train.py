@@ -328,3 +328,39 @@ def test_deterministic_run_leaves_the_process_as_it_was(tmp_path):
     assert not tf_config.is_op_determinism_enabled()
     train(small(tmp_path / "det", steps=1, epochs=None, deterministic=True))
     assert not tf_config.is_op_determinism_enabled()
+
+
+def test_initial_weights_seed_a_new_run_but_a_resume_restores_its_checkpoint(
+        finished_run, tmp_path):
+    """Hyperband's continuation: another run's weights replace the init before step 0 only."""
+    source_out, _, _, source_weights = finished_run
+
+    class Weights(keras.callbacks.Callback):
+        def __init__(self, stop_after_first_epoch=False):
+            super().__init__()
+            self.stop, self.at_begin, self.at_end = stop_after_first_epoch, None, None
+
+        def on_train_begin(self, logs=None):
+            self.at_begin = [w.copy() for w in self.model.get_weights()]
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = self.stop
+
+        def on_train_end(self, logs=None):
+            self.at_end = [w.copy() for w in self.model.get_weights()]
+
+    with pytest.raises(ValueError, match="initial_weights"):
+        train(small(tmp_path / "bad"), initial_weights=str(tmp_path / "missing.keras"))
+    assert not (tmp_path / "bad").exists()
+    first = Weights(stop_after_first_epoch=True)
+    result = train(small(tmp_path / "warm"), callbacks=[first],
+                   initial_weights=str(source_out / "model.keras"))
+    assert result.status == "stopped" and result.step == 11
+    assert all(np.array_equal(a, b) for a, b in zip(first.at_begin, source_weights))
+    keras.backend.clear_session()
+    resumed = Weights()
+    result = train(small(tmp_path / "warm"), callbacks=[resumed],
+                   initial_weights=str(source_out / "model.keras"))
+    assert result.status == "finished" and result.step == 22
+    assert all(np.array_equal(a, b) for a, b in zip(resumed.at_begin, first.at_end))
+    assert not all(np.array_equal(a, b) for a, b in zip(resumed.at_begin, source_weights))

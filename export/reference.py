@@ -1,0 +1,90 @@
+"""The reference batch stored in every export, so verification needs nothing else.
+
+A few real test images of the run's dataset (``reskeras.data.load_dataset``)
+when the dataset loads offline, else seeded random uint8 images; plus the
+probabilities the *Keras* model gives them after ``reskeras.preprocessing.normalize``.
+A fresh process later feeds the same images to the SavedModel and compares.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import tensorflow as tf
+
+from reskeras.preprocessing import normalize
+
+REFERENCE_FILE = "reskeras_reference.npz"
+REFERENCE_EXAMPLES = 8
+RANDOM_SEED = 20150
+
+
+def reference_images(source, examples: int = REFERENCE_EXAMPLES) -> tuple[np.ndarray, dict]:
+    """``examples`` uint8 images ``[N, H, W, C]`` and a record of where they came from."""
+    dataset = source.dataset or {}
+    name = dataset.get("name")
+    if name:
+        from reskeras.data import load_dataset
+
+        try:
+            kwargs = {}
+            if name == "synthetic":
+                kwargs = {"synthetic_shape": tuple(dataset["shape"]),
+                          "synthetic_classes": dataset["classes"],
+                          "synthetic_examples": dataset["examples"], "seed": dataset["seed"]}
+            data = load_dataset(name, data_dir=dataset.get("data_dir"),
+                                image_size=dataset.get("image_size"), **kwargs)
+            images = data.arrays("test")[0][:examples]
+            if tuple(images.shape[1:]) == tuple(source.input_shape) and len(images):
+                return images, {"kind": "dataset", "dataset": name,
+                                "split": data.info.test_split, "examples": int(len(images))}
+            reason = f"test images of shape {list(images.shape[1:])}"
+        except (ValueError, KeyError, OSError, tf.errors.OpError) as error:
+            # DatasetUnavailableError is a ValueError: no network, not prepared, too large
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"
+    else:
+        reason = "no dataset recorded for this model"
+    rng = np.random.default_rng(RANDOM_SEED)
+    images = rng.integers(0, 256, (examples, *source.input_shape), dtype=np.uint8)
+    return images, {"kind": "random", "seed": RANDOM_SEED, "examples": examples,
+                    "dataset": name, "reason": reason}
+
+
+def ends_in_softmax(model) -> bool:
+    activation = getattr(model.layers[-1], "activation", None)
+    return getattr(activation, "__name__", None) == "softmax"
+
+
+def probabilities(model, images, preprocessing: dict) -> tf.Tensor:
+    """float32 class probabilities of uint8 ``images``: normalize, model (inference), softmax.
+
+    The one function behind both the SavedModel signatures and the reference
+    probabilities, so the two compute the same thing. A model whose last
+    layer is not a softmax (``classifier_activation=None``) gets one appended.
+    """
+    outputs = tf.cast(model(normalize(images, preprocessing), training=False), tf.float32)
+    return outputs if ends_in_softmax(model) else tf.nn.softmax(outputs, axis=-1)
+
+
+def keras_probabilities(model, images: np.ndarray, preprocessing: dict) -> np.ndarray:
+    """The Keras model's probabilities for uint8 ``images``, run eagerly."""
+    return np.asarray(probabilities(model, images, preprocessing))
+
+
+def write_reference(path: str, images: np.ndarray, probabilities: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, images=images, probabilities=probabilities,
+             class_ids=np.argmax(probabilities, axis=-1).astype(np.int64))
+    with tf.io.gfile.GFile(path, "wb") as handle:
+        handle.write(buffer.getvalue())
+
+
+def read_reference(path: str) -> dict[str, np.ndarray]:
+    with tf.io.gfile.GFile(path, "rb") as handle:
+        with np.load(io.BytesIO(handle.read())) as data:
+            return {key: data[key] for key in data.files}
+
+
+__all__ = ["REFERENCE_FILE", "ends_in_softmax", "keras_probabilities", "probabilities",
+           "read_reference", "reference_images", "write_reference"]
