@@ -39,6 +39,12 @@ def add_parser(subparsers, name: str) -> None:
                         help="only the BatchNorm cells (halves the grid)")
     parser.add_argument("--skip", nargs="+", choices=("lesion", "shattering", "landscape"),
                         default=[], help="analyses to leave out")
+    parser.add_argument("--export-base", metavar="EXPORT_BASE",
+                        help="also export the finished cell with the lowest test error as a "
+                             "verified TF Serving SavedModel EXPORT_BASE/NAME/VERSION "
+                             "(see reskeras export)")
+    parser.add_argument("--export-name", metavar="NAME",
+                        help="model name under --export-base (default: reskeras-study-DATASET)")
     parser.add_argument("--strategy", choices=("auto", "cpu", "gpu", "mirrored", "multiworker",
                                                "tpu"), help="where the cells train")
 
@@ -60,10 +66,53 @@ def run_study(args: argparse.Namespace) -> int:
                                    if a not in args.skip)}
     config = StudyConfig.from_preset(args.preset, args.out or f"study-{args.preset}",
                                      **overrides)
+    export_name = _check_export(args, config)
     results = run(config, log=lambda *a, **k: print(*a, **k))
     verdict = results["verdict"]
     print(f"\n{verdict['answer']}\n")
     print(f"report: {config.out}/report.html  (also report.md, figures/, summary.csv, "
           f"verdict.json; {results['seconds']:.0f} s)")
+    if export_name:
+        _export_best(results, config, args.export_base, export_name)
     sys.stdout.flush()
     return 0
+
+
+def _check_export(args: argparse.Namespace, config) -> str | None:
+    """The export name, checked (with the base) before any training; None without --export-base."""
+    if args.export_base is None:
+        if args.export_name is not None:
+            raise UsageError("--export-name needs --export-base. "
+                             f"Received: export_name={args.export_name!r}")
+        return None
+    from export.layout import check_base_writable, check_name
+
+    name = args.export_name or f"reskeras-study-{config.dataset}"
+    check_name(name)
+    check_base_writable(args.export_base)
+    return name
+
+
+def best_cell(results: dict) -> dict:
+    """The finished cell with the lowest final test error (ties: the shallower, then the name)."""
+    finished = [c for c in results["cells"]
+                if c["status"] == "finished" and c.get("final_test_error") is not None]
+    if not finished:
+        raise ValueError("`--export-base` needs a finished cell to export. Received: no cell "
+                         "of the study finished")
+    return min(finished, key=lambda c: (c["final_test_error"], c["depth"], c["name"]))
+
+
+def _export_best(results: dict, config, base: str, name: str):
+    import os
+
+    from export import export_savedmodel
+
+    cell = best_cell(results)
+    run_dir = os.path.join(config.out, cell["run_dir"])
+    exported = export_savedmodel(run_dir, base, name,
+                                 metadata={"study": config.out, "cell": cell["name"],
+                                           "final_test_error": cell["final_test_error"]})
+    print(f"exported {cell['name']} (test error {cell['final_test_error']:.1%}): "
+          f"{exported.path}")
+    return exported

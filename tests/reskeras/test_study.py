@@ -9,6 +9,7 @@ from reskeras.analysis.gradient_flow import classify, gradient_summary
 from reskeras.analysis.study import Cell, StudyConfig, grid, run_study
 from reskeras.analysis.verdict import verdict
 from reskeras.cli import main
+from reskeras.commands.study import _export_best
 
 CONVS = ["stem_conv"] + [f"stage{s}_block1_conv{k}" for s in (1, 2, 3) for k in (1, 2)]
 
@@ -100,6 +101,23 @@ def test_bad_cli_input_is_one_line_exit_2(tmp_path, capsys):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--export-name", "m"], "reskeras study: error: --export-name needs --export-base. "
+                             "Received: export_name='m'"),
+    (["--export-base", "{tmp}/e", "--export-name", "a/b"],
+     "reskeras study: error: `name` must be a non-empty model name without path separators"),
+    (["--export-base", "{tmp}/file"], "reskeras study: error: `base_dir` must be a writable "
+                                      "directory. Received: base_dir='{tmp}/file'"),
+])
+def test_bad_export_options_fail_before_training(tmp_path, capsys, extra, message):
+    (tmp_path / "file").write_text("keep")
+    argv = ["study", "--depths", "8", "--steps", "8", "--out", str(tmp_path / "s")]
+    assert main(argv + [e.format(tmp=tmp_path) for e in extra]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith(message.format(tmp=tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["file"] and (tmp_path / "file").read_text() == "keep"
+
+
 def test_tiny_study_end_to_end_and_resume(tmp_path):
     out = tmp_path / "study"
     config = StudyConfig.from_preset("quick", str(out), depths=(8,), steps=8,
@@ -133,3 +151,10 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
                                     batch_norm=(True,))
     with pytest.raises(ValueError, match=r"`out` holds another study \(depths"):
         run_study(other, log=lambda *a, **k: None)
+    # --export-base: the cell with the lowest test error becomes a verified SavedModel
+    exported = _export_best(again, config, str(tmp_path / "exports"), "digits-study")
+    best = min(again["cells"], key=lambda c: c["final_test_error"])
+    assert exported.path == str(tmp_path / "exports" / "digits-study" / "1")
+    assert exported.report.ok
+    assert exported.metadata["user"] == {"study": str(out), "cell": best["name"],
+                                         "final_test_error": best["final_test_error"]}
