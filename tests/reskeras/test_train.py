@@ -159,6 +159,8 @@ def test_train_step_compiles_with_xla(tmp_path):
     assert "convolution" in hlo and "ENTRY" in hlo
 
 
+@pytest.mark.slow  # about 15 s; the XLA compile of the step is also covered by
+# test_train_step_compiles_with_xla and test_auto_xla_on_cpu_runs_the_graph_after_an_xla_lowering_check
 def test_xla_training_runs_and_matches_the_plain_graph(tmp_path):
     # SGD: Adam's normalized steps turn float-rounding differences of tiny gradients into
     # full-size steps; with SGD the two compilers agree to rounding
