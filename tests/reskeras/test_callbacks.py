@@ -207,6 +207,7 @@ def test_activation_logger_under_fit_needs_a_probe():
         model.fit(x, y, epochs=1, verbose=0, callbacks=[ActivationStatsLogger()])
 
 
+@pytest.mark.slow  # about 26 s: four runs on 1 and 2 replicas in a fresh process
 def test_replicas_log_the_aggregated_gradient(tmp_path):
     code = textwrap.dedent(f"""
         from reskeras.distribute import configure_cpu_replicas
@@ -260,6 +261,7 @@ def test_replicas_log_the_aggregated_gradient(tmp_path):
             assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=tolerance), (kind, a)
 
 
+@pytest.mark.slow  # about 10 s; figures of twins are also drawn by test_plots from records
 def test_plain_and_residual_twins_produce_the_figures(tmp_path):
     from reskeras.analysis.plots import figure_size
     from reskeras.cli import main
