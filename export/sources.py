@@ -23,6 +23,7 @@ from typing import Any
 import tensorflow as tf
 
 from export.layout import join
+from reskeras.preprocessing import check_int
 from reskeras import rundir
 from reskeras._backend import keras
 from reskeras.preprocessing import check_preprocessing
@@ -144,8 +145,7 @@ def read_leaderboard(tuner_dir: str) -> dict:
 
 def completed_trials(tuner_dir: str, top: int) -> tuple[dict, list[dict]]:
     """The leaderboard and its ``top`` best COMPLETED trials (leaderboard order)."""
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-        raise ValueError(f"`top` must be a positive integer. Received: top={top!r}")
+    check_int("top", top, 1)
     board = read_leaderboard(tuner_dir)
     trials = [t for t in board["trials"] if isinstance(t, dict) and t.get("status") == COMPLETED]
     if not trials:

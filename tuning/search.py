@@ -33,6 +33,7 @@ import json
 
 import tensorflow as tf
 
+from reskeras.preprocessing import check_int
 from reskeras import rundir
 from tuning.budget import Budget, model_cost
 from tuning.hypermodel import ResNetHyperModel
@@ -105,9 +106,7 @@ class SearchConfig:
         check_tuner_name(self.tuner)
         for name in ("max_trials", "max_epochs", "grad_norms_every", "factor",
                      "steps_per_execution"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+            check_int(name, getattr(self, name), 1)
         for name in ("batch_size", "cpu_replicas", "image_size", "max_params", "max_flops"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)

@@ -39,6 +39,7 @@ import tensorflow as tf
 from keras_tuner.src.engine import trial as trial_module
 from keras_tuner.src.tuners.gridsearch import LinkedList
 
+from reskeras.preprocessing import check_int
 from reskeras import distribute, rundir
 from tuning.budget import Budget, OverBudget, model_cost
 
@@ -192,9 +193,7 @@ class ReskerasTuner(kt.Tuner):
                  budget: Budget | None = None, seed: int = 0, factor: int = 3,
                  idle_wait: float = 0.5, subprocess_per_trial: bool = False, **kwargs):
         for name, value in (("max_trials", max_trials), ("max_epochs", max_epochs)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer. "
-                                 f"Received: {name}={value!r}")
+            check_int(name, value, 1)
         oracle = make_oracle(tuner, objective=objective, max_trials=max_trials,
                              max_epochs=max_epochs, seed=seed, factor=factor)
         self.tune_dir = directory
