@@ -12,6 +12,12 @@ machine noise hits every row alike, and the table gives medians and ratios.
   ``jit_compile="auto"`` picks for this device and size.
 - ``fit``: the same Keras model under ``model.compile(SGD momentum)`` and
   ``model.fit`` (Keras's default ``jit_compile="auto"``) on the same pipeline.
+- ``fit-stock``: what a Keras user runs today: the same architecture with
+  ``keras.layers.BatchNormalization`` under ``model.fit``, in a worker process
+  that keeps TensorFlow's default CPU kernels (``TF_ENABLE_ONEDNN_OPTS=0``, the
+  default on CPUs without AVX-512 VNNI; ``import reskeras`` turns oneDNN on).
+  The main process tells the worker when to run, so it is timed in the same
+  interleaved rounds; skipped with ``--no-stock``.
 - ``torch``: the same CIFAR network written in PyTorch, eager, channels-last,
   SGD momentum with weight decay, on batches already in memory (only when torch
   is installed: ``pip install torch==2.13.0``; never a reskeras dependency).
@@ -26,6 +32,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -82,15 +90,71 @@ class Reskeras:
 
 
 class Fit:
-    def __init__(self, name, args, data):
+    def __init__(self, name, args, data, model=None):
         self.steps = args.steps
-        self.model = _model(name, args)
+        self.model = _model(name, args) if model is None else model
         self.model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         self.dataset = _batches(data, args.batch_size)
 
     def run(self):
         self.model.fit(self.dataset, epochs=1, steps_per_epoch=self.steps, verbose=0)
+
+
+def _stock_keras_model(name, args):
+    """The same architecture with Keras's own BatchNormalization layers."""
+    from reskeras.layers import FusedBatchNormalization
+
+    def clone(layer):
+        cls = (keras.layers.BatchNormalization if isinstance(layer, FusedBatchNormalization)
+               else type(layer))
+        return cls.from_config(layer.get_config())
+
+    model = keras.models.clone_model(_model(name, args), clone_function=clone)
+    assert not any(isinstance(layer, FusedBatchNormalization) for layer in model.layers)
+    return model
+
+
+class StockFit:
+    """``fit`` on the stock-Keras model, run by a worker process (see the module doc)."""
+
+    def __init__(self, name, args):
+        self.steps = args.steps
+        argv = [sys.executable, __file__, "--stock-worker", name, "--steps", str(args.steps),
+                "--batch-size", str(args.batch_size), "--image-size", str(args.image_size),
+                "--precision", args.precision]
+        self.worker = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       text=True, env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"})
+        self.seconds = None
+        self._call("ready")
+
+    def _call(self, command):
+        self.worker.stdin.write(command + "\n")
+        self.worker.stdin.flush()
+        reply = self.worker.stdout.readline()
+        if not reply:
+            raise RuntimeError("the fit-stock worker exited; run it alone to see why: "
+                               + " ".join(self.worker.args))
+        return reply
+
+    def run(self):
+        self.seconds = float(self._call("run"))
+
+    def close(self):
+        self.worker.stdin.close()
+        self.worker.wait()
+
+
+def _stock_worker(args):
+    """The worker's loop: builds the stock model, then one ``fit`` per "run" line."""
+    data = _pipeline(args)
+    fit = Fit(args.stock_worker, args, data, model=_stock_keras_model(args.stock_worker, args))
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "run":
+            start = time.perf_counter()
+            fit.run()
+            print(time.perf_counter() - start, flush=True)
 
 
 class Pipeline:
@@ -171,6 +235,8 @@ def _variants(name, args, data):
         other = "reskeras-xla" if picked == "reskeras-graph" else "reskeras-graph"
         variants[other] = Reskeras(name, args, data, jit_compile=other == "reskeras-xla")
     variants["fit"] = Fit(name, args, data)
+    if not args.no_stock:
+        variants["fit-stock"] = StockFit(name, args)
     if not args.no_torch:
         try:
             variants["torch"] = Torch(name, args)
@@ -189,7 +255,9 @@ def _measure(variants, args):
         for key, variant in variants.items():
             start = time.perf_counter()
             variant.run()
-            seconds[key].append(time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            # a worker process reports its own time (without the pipe round trip)
+            seconds[key].append(getattr(variant, "seconds", None) or elapsed)
     return {key: args.batch_size * args.steps / statistics.median(values)
             for key, values in seconds.items()}
 
@@ -205,20 +273,31 @@ def main() -> None:
     parser.add_argument("--precision", default="float32",
                         choices=["float32", "mixed_bfloat16", "mixed_float16"])
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--no-stock", action="store_true",
+                        help="no fit-stock row (stock Keras model, TF default kernels)")
+    parser.add_argument("--stock-worker", metavar="MODEL", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="only the variant the trainer picks")
     args = parser.parse_args()
+    if args.stock_worker:
+        return _stock_worker(args)
 
     data = _pipeline(args)
-    print(f"{'model':<10} {'variant':<22} {'images/s':>9} {'x fit':>7}")
+    print(f"{'model':<10} {'variant':<22} {'images/s':>9} {'x fit':>7} {'x stock':>8}")
     for name in args.models:
         keras.backend.clear_session()
         variants = _variants(name, args, data)
         picked = next(iter(variants))
-        rates = _measure(variants, args)
+        try:
+            rates = _measure(variants, args)
+        finally:
+            for variant in variants.values():
+                getattr(variant, "close", lambda: None)()
         for key, rate in rates.items():
             ratio = "" if key == "pipeline" else f"{rate / rates['fit']:>7.2f}"
+            stock = ("" if key == "pipeline" or "fit-stock" not in rates
+                     else f"{rate / rates['fit-stock']:>8.2f}")
             mark = " (auto)" if key == picked else ""
-            print(f"{name:<10} {key + mark:<22} {rate:>9.1f} {ratio:>7}")
+            print(f"{name:<10} {key + mark:<22} {rate:>9.1f} {ratio:>7} {stock:>8}")
         print(f"{name:<10} {'pipeline/model':<22} {rates['pipeline'] / rates[picked]:>9.1f}")
     devices = ", ".join(d.device_type for d in tf.config.list_logical_devices())
     print(f"(batch {args.batch_size}, {args.image_size}x{args.image_size}x3, {args.precision}, "

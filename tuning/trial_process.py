@@ -1,8 +1,9 @@
 """One trial in its own process (``reskeras tune --subprocess-per-trial``).
 
-TensorFlow keeps part of every traced training step alive after the trial
-(measured: about 13 MiB per ResNet-8 trial in one process even after
-``keras.backend.clear_session()`` and ``gc.collect()``, keras-tuner#395); a
+TensorFlow keeps some memory of every trial after it ends, even after
+``keras.backend.clear_session()`` and ``gc.collect()`` (keras-tuner#395): about
+1 MiB per ResNet-8 trial once the trainer stopped Keras's all-reduce from pinning
+its traced step, plus 13-14 MiB per new network for the XLA lowering check; a
 process per trial returns all of it to the system, at the cost of one
 TensorFlow start-up per trial. The parent writes a job file, runs
 ``python -m tuning.trial_process JOB`` and reads the run directory afterwards.

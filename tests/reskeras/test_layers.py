@@ -88,3 +88,15 @@ def test_fused_batch_norm_round_trips_through_keras_files(tmp_path):
     assert loaded.layers[-1].get_config() == model.layers[-1].get_config()
     x = np.random.default_rng(3).random((2, 5, 6, 3), dtype=np.float32)
     np.testing.assert_array_equal(loaded(x), model(x))
+
+
+def test_shortcut_gradient_routes_each_kept_value_back_to_its_pixel():
+    import tensorflow as tf
+    x = tf.constant(np.random.default_rng(3).random((2, 7, 9, 3), dtype=np.float32))
+    weights = np.random.default_rng(4).random((2, 4, 5, 8), dtype=np.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(ZeroPadShortcut(8, 2)(x) * weights)
+    expected = np.zeros((2, 7, 9, 3), np.float32)
+    expected[:, ::2, ::2, :] = weights[..., :3]
+    np.testing.assert_array_equal(tape.gradient(loss, x), expected)

@@ -12,12 +12,13 @@ import pytest
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
 # Growth of the search process's resident set from the end of trial 1 to the end of trial 10
 # (resnet8 width 2, digits, 1 epoch per trial; TF 2.21, Keras 3.15, 2 CPU cores), measured:
-# - in one process, after keras.backend.clear_session + gc.collect per trial: 133 and 150 MiB
-#   (15-17 MiB per trial: TensorFlow keeps each traced train loop alive; the reskeras trainer
-#   alone, without Keras Tuner, keeps 11-15 MiB per run);
-# - with a process per trial (--subprocess-per-trial): 1.7 MiB.
-# The bounds allow for allocator noise and fail if a trial's model or data is kept as well.
-IN_PROCESS_BOUND_MIB = 250
+# - in one process, after keras.backend.clear_session + gc.collect per trial: 43.6 and 42.8 MiB
+#   (about 1 MiB per trial plus one step of 36 MiB at trial 8 in both runs). Before reskeras
+#   switched off Keras's own gradient all-reduce, which kept every traced train step alive,
+#   and checked XLA lowering once per network: 133 and 150 MiB;
+# - with a process per trial (--subprocess-per-trial): 1.6-1.7 MiB.
+# The bounds allow for allocator noise and fail if a trial's model or graphs are kept again.
+IN_PROCESS_BOUND_MIB = 80
 SUBPROCESS_BOUND_MIB = 20
 
 SCRIPT = """
