@@ -222,7 +222,7 @@ def test_auto_xla_check_lowers_each_network_once_per_process(monkeypatch):
 
 def test_finished_runs_leave_no_traced_graph_behind(tmp_path):
     # Keras's own gradient all-reduce (a custom gradient, even on one replica) registered
-    # every traced step in TensorFlow's global gradient registry: 15-40 MiB per run
+    # every traced step in TensorFlow's global gradient registry: 14-20 MiB per run
     import gc
     from tensorflow.python.framework.func_graph import FuncGraph
 
