@@ -125,7 +125,6 @@ class StockFit:
                 "--precision", args.precision]
         self.worker = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        text=True, env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"})
-        self.seconds = None
         self._call("ready")
 
     def _call(self, command):
@@ -138,7 +137,8 @@ class StockFit:
         return reply
 
     def run(self):
-        self.seconds = float(self._call("run"))
+        """Returns the worker's own time (without the pipe round trip)."""
+        return float(self._call("run"))
 
     def close(self):
         self.worker.stdin.close()
@@ -254,10 +254,9 @@ def _measure(variants, args):
     for _ in range(args.repeats):
         for key, variant in variants.items():
             start = time.perf_counter()
-            variant.run()
+            reported = variant.run()
             elapsed = time.perf_counter() - start
-            # a worker process reports its own time (without the pipe round trip)
-            seconds[key].append(getattr(variant, "seconds", None) or elapsed)
+            seconds[key].append(elapsed if reported is None else reported)
     return {key: args.batch_size * args.steps / statistics.median(values)
             for key, values in seconds.items()}
 
