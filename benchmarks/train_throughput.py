@@ -12,6 +12,9 @@ machine noise hits every row alike, and the table gives medians and ratios.
   ``jit_compile="auto"`` picks for this device and size.
 - ``fit``: the same Keras model under ``model.compile(SGD momentum)`` and
   ``model.fit`` (Keras's default ``jit_compile="auto"``) on the same pipeline.
+- ``bound``: the least work of a training step (forward, backward, an SGD
+  momentum update of two ops per variable) on one constant batch: the most any
+  training loop can reach with this model's kernels (see ``Bound``).
 - ``fit-stock``: what a Keras user runs today: the same architecture with
   ``keras.layers.BatchNormalization`` under ``model.fit``, in a worker process
   that keeps TensorFlow's default CPU kernels (``TF_ENABLE_ONEDNN_OPTS=0``, the
@@ -87,6 +90,44 @@ class Reskeras:
     def run(self):
         losses, _ = self.functions.train_chunk(self.iterator, tf.constant(self.steps))
         losses.numpy()
+
+
+class Bound:
+    """The least work of a training step, on one constant batch, ``--steps`` per call.
+
+    Forward, backward and an SGD-momentum update written as two TensorFlow ops
+    per variable: no input pipeline, no Keras optimizer, no loss scaling, no
+    metrics, no checks. Its images/s bound what any training loop (the
+    trainer's, ``fit``'s) can reach with this model's kernels on this machine.
+    Without the update the loop would not be a bound: nothing would tie a step
+    to the previous one, and TensorFlow would overlap consecutive steps.
+    """
+
+    def __init__(self, name, args):
+        self.steps = args.steps
+        self.model = _model(name, args)
+        rng = np.random.default_rng(0)
+        images = tf.constant(rng.standard_normal(
+            (args.batch_size, args.image_size, args.image_size, 3), dtype=np.float32))
+        labels = tf.constant(rng.integers(0, CLASSES, args.batch_size))
+        variables = [v.value for v in self.model.trainable_variables]
+        momenta = [tf.Variable(tf.zeros_like(v)) for v in variables]
+
+        @tf.function
+        def chunk(steps):
+            loss = tf.constant(0.0)
+            for _ in tf.range(steps):
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+                        labels, self.model(images, training=True)))
+                for v, m, g in zip(variables, momenta, tape.gradient(loss, variables)):
+                    v.assign_add(m.assign(0.9 * m - 0.1 * g))
+            return loss
+
+        self.chunk = chunk
+
+    def run(self):
+        self.chunk(tf.constant(self.steps)).numpy()
 
 
 class Fit:
@@ -235,6 +276,7 @@ def _variants(name, args, data):
         other = "reskeras-xla" if picked == "reskeras-graph" else "reskeras-graph"
         variants[other] = Reskeras(name, args, data, jit_compile=other == "reskeras-xla")
     variants["fit"] = Fit(name, args, data)
+    variants["bound"] = Bound(name, args)
     if not args.no_stock:
         variants["fit-stock"] = StockFit(name, args)
     if not args.no_torch:

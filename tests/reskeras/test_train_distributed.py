@@ -81,6 +81,32 @@ def test_mirrored_on_two_cpus_matches_one_device(tmp_path):
     assert "batch_size" in facts["odd"] and "63" in facts["odd"] and "2 replicas" in facts["odd"]
 
 
+def test_mirrored_runs_leave_no_traced_graph_behind(tmp_path):
+    # ReplicaContext.all_reduce is a tf.custom_gradient: its entry in TensorFlow's global
+    # gradient registry kept every multi-replica run's traced step (and its graphs) alive
+    result = _python(f"""
+        from reskeras.distribute import configure_cpu_replicas
+        configure_cpu_replicas(2)
+        import gc, json, keras
+        from tensorflow.python.framework.func_graph import FuncGraph
+        from reskeras.train import TrainConfig, train
+
+        def run(name):
+            result = train(TrainConfig(out="{tmp_path}/" + name, model="resnet8",
+                                       dataset="digits", steps=4, batch_size=64, verbose=0,
+                                       strategy="mirrored", cpu_replicas=2, jit_compile=False))
+            keras.backend.clear_session()
+            gc.collect()
+            return result.status, sum(isinstance(o, FuncGraph) for o in gc.get_objects())
+
+        print(json.dumps([run(name) for name in "abc"]))
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (_, first), (_, second), (_, third) = runs = _last_json(result.stdout)
+    assert [status for status, _ in runs] == ["finished"] * 3
+    assert first == second == third
+
+
 def _free_ports(count):
     sockets = [socket.socket() for _ in range(count)]
     for s in sockets:

@@ -1,6 +1,8 @@
 """A real 4-trial Hyperband search on digits (shared by the module), the leaderboard contract,
 per-trial callbacks, budget rejection before training, re-runs, and bad input (exit 2)."""
 
+import contextlib
+import io
 import json
 import os
 
@@ -37,9 +39,21 @@ def search(tmp_path_factory):
     root = tmp_path_factory.mktemp("search")
     logger = GradientNormLogger(every_n_steps=4, log_dir=str(root / "grads"))
     board = keras.callbacks.TensorBoard(log_dir=str(root / "board"))
-    result = run_search(_config(root / "tune"), callbacks=[logger, board], display=False)
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown):
+        result = run_search(_config(root / "tune"), callbacks=[logger, board])
     keras.backend.clear_session()
+    (root / "display.txt").write_text(shown.getvalue())
     return root, root / "tune", result, logger
+
+
+def test_trial_tables_are_plain_text_outside_a_notebook(search):
+    # Keras Tuner 1.4.8 took any process that can import IPython for a notebook and
+    # wrote IPython's clear_output() escape after every trial (only where IPython is
+    # installed: Colab, most workstations; without it the tables were plain already)
+    shown = (search[0] / "display.txt").read_text()
+    assert [f"Trial {n} Complete" in shown for n in (1, 2, 3, 4)] == [True] * 4
+    assert "\x1b" not in shown
 
 
 def _snapshot(folder):
