@@ -11,7 +11,8 @@ machine noise hits every row alike, and the table gives medians and ratios.
   kernels). The table marks the one the trainer's default
   ``jit_compile="auto"`` picks for this device and size.
 - ``fit``: the same Keras model under ``model.compile(SGD momentum)`` and
-  ``model.fit`` (Keras's default ``jit_compile="auto"``) on the same pipeline.
+  ``model.fit`` (Keras's default ``jit_compile="auto"``) on the same pipeline,
+  timed from its first step to its last (see ``Fit``).
 - ``bound``: the least work of a training step (forward, backward, an SGD
   momentum update of two ops per variable) on one constant batch: the most any
   training loop can reach with this model's kernels (see ``Bound``).
@@ -24,7 +25,7 @@ machine noise hits every row alike, and the table gives medians and ratios.
 - ``torch``: the same CIFAR network written in PyTorch, eager, channels-last,
   SGD momentum with weight decay, on batches already in memory (only when torch
   is installed: ``pip install torch==2.13.0``; never a reskeras dependency).
-- ``pipeline``: the input pipeline alone (images/s it can deliver).
+- ``pipeline``: the input pipeline alone (images/s it can keep up; see ``Pipeline``).
 
 GPU example: ``python benchmarks/train_throughput.py --models resnet50 --image-size 224
 --precision mixed_bfloat16 --batch-size 256 --no-torch``.
@@ -130,16 +131,40 @@ class Bound:
         self.chunk(tf.constant(self.steps)).numpy()
 
 
+class _StepClock(keras.callbacks.Callback):
+    """Start of ``fit``'s first step to the end of its last one."""
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.end = time.perf_counter()
+
+
 class Fit:
+    """``model.fit``, timed from its first step to its last, as inside a long epoch.
+
+    Each timed call is a new ``fit`` of ``--steps`` steps. What a call adds
+    before its first step and after its last (a new epoch iterator, callbacks,
+    and in many calls a pause of 0.5-2.5 s after the last step, with one core
+    busy: docs/benchmarks.md) is paid once per epoch in real training, so it is
+    left out. The steps' own Python dispatch and callback hooks stay in.
+    """
+
     def __init__(self, name, args, data, model=None):
         self.steps = args.steps
         self.model = _model(name, args) if model is None else model
         self.model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         self.dataset = _batches(data, args.batch_size)
+        self.clock = _StepClock()
 
     def run(self):
-        self.model.fit(self.dataset, epochs=1, steps_per_epoch=self.steps, verbose=0)
+        """Returns the seconds from the first step's start to the last step's end."""
+        self.model.fit(self.dataset, epochs=1, steps_per_epoch=self.steps, verbose=0,
+                       callbacks=[self.clock])
+        return self.clock.end - self.clock.start
 
 
 def _stock_keras_model(name, args):
@@ -178,7 +203,7 @@ class StockFit:
         return reply
 
     def run(self):
-        """Returns the worker's own time (without the pipe round trip)."""
+        """Returns the worker's own ``Fit.run`` time (without the pipe round trip)."""
         return float(self._call("run"))
 
     def close(self):
@@ -193,14 +218,19 @@ def _stock_worker(args):
     print("ready", flush=True)
     for line in sys.stdin:
         if line.strip() == "run":
-            start = time.perf_counter()
-            fit.run()
-            print(time.perf_counter() - start, flush=True)
+            print(fit.run(), flush=True)
 
 
 class Pipeline:
+    """The input pipeline alone, at the rate it can keep up.
+
+    Each call drains 50x ``--steps`` batches: a call of only ``--steps``
+    batches would mostly read what the prefetch buffer filled while the other
+    rows ran, and measured 20x the sustained rate (docs/benchmarks.md).
+    """
+
     def __init__(self, args, data):
-        self.steps = args.steps
+        self.steps = 50 * args.steps
         self.iterator = iter(_batches(data, args.batch_size))
 
     def run(self):
@@ -299,7 +329,7 @@ def _measure(variants, args):
             reported = variant.run()
             elapsed = time.perf_counter() - start
             seconds[key].append(elapsed if reported is None else reported)
-    return {key: args.batch_size * args.steps / statistics.median(values)
+    return {key: args.batch_size * variants[key].steps / statistics.median(values)
             for key, values in seconds.items()}
 
 
