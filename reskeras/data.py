@@ -165,9 +165,10 @@ class ImageData:
               augment: bool = True) -> tf.data.Dataset:
         """One epoch of ``(images float32 [B, H, W, C], labels int32 [B])``, full batches only.
 
-        The order is a permutation drawn from ``(seed, epoch)``; each example is
-        augmented with stateless ops seeded by ``(seed, epoch, position)``. So
-        the same arguments give bitwise the same batches, and
+        The order is a permutation drawn from ``(seed, epoch)``, and so are the
+        crop and flip of every position (``augmentation_table``; whole batches
+        are augmented in one call). So the same arguments give bitwise the same
+        batches, and
         ``skip_batches=k`` gives exactly batches ``k, k+1, ...`` of the epoch.
 
         Args:
@@ -189,26 +190,31 @@ class ImageData:
                              f"Received: skip_batches={skip_batches}")
         used, start = steps * global_batch_size, skip_batches * global_batch_size
         source = self._splits["train"]
+        positions = np.arange(start, used, dtype=np.int64)
         if source.arrays is not None:
             order = np.random.default_rng([seed, epoch]).permutation(source.num_examples)[:used]
             images, labels = source.tensors()
-            ds = tf.data.Dataset.from_tensor_slices((order[start:], np.arange(start, used)))
+            ds = tf.data.Dataset.from_tensor_slices((order[start:], positions))
+            ds = ds.batch(global_batch_size, drop_remainder=True)
             ds = ds.map(lambda i, p: (tf.gather(images, i), tf.gather(labels, i), p))
         else:
             block = max(256, _SHUFFLE_BLOCK_BYTES // int(np.prod(self.info.input_shape)))
             ds = prep.shuffle_blocks(source.stream((seed, epoch)),
                                      prep.example_seed(seed, epoch, -1), block)
             ds = ds.take(used).enumerate().skip(start).map(lambda p, xy: (xy[0], xy[1], p))
+            ds = ds.batch(global_batch_size, drop_remainder=True)
         kind = self.info.augment if augment else "none"
         shape, pre, pad = self.info.input_shape, self.info.preprocessing, self.info.pad
+        table = prep.augmentation_table(seed, epoch, used, kind, pad)
 
-        def prepare(image, label, position):
-            image = normalize(tf.ensure_shape(image, shape), pre)
-            image = prep.augment_image(image, prep.example_seed(seed, epoch, position), kind, pad)
-            return image, tf.cast(label, tf.int32)
+        def prepare(images, labels, positions):
+            images = normalize(tf.ensure_shape(images, (global_batch_size, *shape)), pre)
+            if table is not None:
+                images = prep.augment_batch(images, tf.gather(table, positions), kind, pad)
+            return images, tf.cast(labels, tf.int32)
 
         ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return prep.finish_pipeline(ds.batch(global_batch_size, drop_remainder=True))
+        return prep.finish_pipeline(ds)
 
     def evaluation(self, global_batch_size: int, *, split: str = "test",
                    pad: bool = False) -> tf.data.Dataset:
