@@ -93,6 +93,14 @@ class Reskeras:
         losses.numpy()
 
 
+def _constant_batch(args):
+    """One random batch ``(images float32 NHWC, labels int64)``, the same in every variant."""
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((args.batch_size, args.image_size, args.image_size, 3),
+                                 dtype=np.float32)
+    return images, rng.integers(0, CLASSES, args.batch_size)
+
+
 class Bound:
     """The least work of a training step, on one constant batch, ``--steps`` per call.
 
@@ -107,10 +115,7 @@ class Bound:
     def __init__(self, name, args):
         self.steps = args.steps
         self.model = _model(name, args)
-        rng = np.random.default_rng(0)
-        images = tf.constant(rng.standard_normal(
-            (args.batch_size, args.image_size, args.image_size, 3), dtype=np.float32))
-        labels = tf.constant(rng.integers(0, CLASSES, args.batch_size))
+        images, labels = (tf.constant(a) for a in _constant_batch(args))
         variables = [v.value for v in self.model.trainable_variables]
         momenta = [tf.Variable(tf.zeros_like(v)) for v in variables]
 
@@ -282,11 +287,10 @@ class Torch:
         self.model = nn.Sequential(*layers).to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9,
                                          weight_decay=1e-4)
-        rng = np.random.default_rng(0)
-        self.images = torch.from_numpy(rng.standard_normal(
-            (args.batch_size, 3, args.image_size, args.image_size), dtype=np.float32)
-        ).contiguous(memory_format=torch.channels_last)
-        self.labels = torch.from_numpy(rng.integers(0, CLASSES, args.batch_size))
+        images, labels = _constant_batch(args)
+        self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(
+            memory_format=torch.channels_last)
+        self.labels = torch.from_numpy(labels)
 
     def run(self):
         loss_fn = self.torch.nn.functional.cross_entropy

@@ -190,11 +190,10 @@ class ImageData:
                              f"Received: skip_batches={skip_batches}")
         used, start = steps * global_batch_size, skip_batches * global_batch_size
         source = self._splits["train"]
-        positions = np.arange(start, used, dtype=np.int64)
         if source.arrays is not None:
             order = np.random.default_rng([seed, epoch]).permutation(source.num_examples)[:used]
             images, labels = source.tensors()
-            ds = tf.data.Dataset.from_tensor_slices((order[start:], positions))
+            ds = tf.data.Dataset.from_tensor_slices((order[start:], np.arange(start, used)))
             ds = ds.batch(global_batch_size, drop_remainder=True)
             ds = ds.map(lambda i, p: (tf.gather(images, i), tf.gather(labels, i), p))
         else:

@@ -244,6 +244,6 @@ def resize_array(images: np.ndarray, size: int, chunk: int = 1024) -> np.ndarray
 
 
 __all__ = ["AUGMENTS", "MEAN_KINDS", "PER_PIXEL_MAX_SIDE", "SCALE", "augment_batch",
-           "augmentation_table", "check_int", "check_preprocessing", "example_seed", "finish_pipeline", "make_preprocessing",
-           "mean_of_scaled", "normalize", "read_arrays", "resize_array", "resize_square",
-           "shuffle_blocks"]
+           "augmentation_table", "check_int", "check_preprocessing", "example_seed",
+           "finish_pipeline", "make_preprocessing", "mean_of_scaled", "normalize", "read_arrays",
+           "resize_array", "resize_square", "shuffle_blocks"]

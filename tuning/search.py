@@ -298,24 +298,6 @@ def make_tuner(config: SearchConfig, hypermodel: ResNetHyperModel) -> ReskerasTu
                          subprocess_per_trial=config.subprocess_per_trial)
 
 
-def _plain_text_display() -> None:
-    """Stops Keras Tuner from clearing a "notebook" that is a terminal or a log file.
-
-    Keras Tuner 1.4.8 decides it runs in a notebook when IPython can be imported
-    and ``get_ipython()``'s class name lacks "Terminal"; outside IPython that
-    name is "NoneType", so each finished trial printed IPython's
-    ``clear_output()`` escape (``ESC[2K``) into terminals and logs alike.
-    """
-    from keras_tuner.src import utils
-
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
-    if utils.IS_NOTEBOOK and get_ipython() is None:
-        utils.IS_NOTEBOOK = False
-
-
 def run_search(config: SearchConfig, *, callbacks=None, role: str | None = None,
                figure: bool = True, display: bool = True) -> dict | None:
     """Runs (or continues) the search; returns the leaderboard (None on a worker).
@@ -333,7 +315,6 @@ def run_search(config: SearchConfig, *, callbacks=None, role: str | None = None,
     tuner = make_tuner(config, hypermodel)
     search = {**identity, "tune_dir": config.out}
     options = {"callbacks": list(callbacks or []), "verbose": 1 if display else 0}
-    _plain_text_display()
     if role == "worker":
         tuner.search(**options)
         return None

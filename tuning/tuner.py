@@ -161,6 +161,24 @@ def make_oracle(name: str, *, objective: str = "val_accuracy", max_trials: int =
     return _ORACLES[name](max_trials=max_trials, **common)
 
 
+def _plain_text_display() -> None:
+    """Stops Keras Tuner from clearing a "notebook" that is a terminal or a log file.
+
+    Keras Tuner 1.4.8 decides it runs in a notebook when IPython can be imported
+    and ``get_ipython()``'s class name lacks "Terminal"; outside IPython that
+    name is "NoneType", so each finished trial printed IPython's
+    ``clear_output()`` escape (``ESC[2K``) into terminals and logs alike.
+    """
+    from keras_tuner.src import utils
+
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    if utils.IS_NOTEBOOK and get_ipython() is None:
+        utils.IS_NOTEBOOK = False
+
+
 class ReskerasTuner(kt.Tuner):
     """Keras Tuner over a :class:`tuning.ResNetHyperModel`, training with reskeras.
 
@@ -202,6 +220,7 @@ class ReskerasTuner(kt.Tuner):
         self.idle_wait = idle_wait
         self.subprocess_per_trial = bool(subprocess_per_trial)
         oracle.rejection = self.rejection
+        _plain_text_display()  # the chief's oracle and the workers' tuners both print
         super().__init__(oracle, hypermodel, directory=directory, project_name=PROJECT,
                          **kwargs)
         strategy = hypermodel.train_values.get("strategy")
