@@ -152,9 +152,10 @@ class Fit:
 
     Each timed call is a new ``fit`` of ``--steps`` steps. What a call adds
     before its first step and after its last (a new epoch iterator, callbacks,
-    and in many calls a pause of 0.5-2.5 s after the last step, with one core
-    busy: docs/benchmarks.md) is paid once per epoch in real training, so it is
-    left out. The steps' own Python dispatch and callback hooks stay in.
+    and in many calls a pause of 0.5-2.5 s while the unfinished iterator waits
+    for tf.data's autotuner: docs/benchmarks.md) is paid at most once per epoch
+    in real training, so it is left out. The steps' own Python dispatch and
+    callback hooks stay in.
     """
 
     def __init__(self, name, args, data, model=None):

@@ -230,21 +230,32 @@ class ImageData:
         """
         prep.check_int("global_batch_size", global_batch_size, 1)
         source = self._split(split)
-        if source.arrays is not None:
+        count = source.num_examples
+        missing = -count % global_batch_size if pad else 0
+        if source.arrays is not None:  # batches of indices: one gather per batch
             images, labels = source.tensors()
-            ds = tf.data.Dataset.range(source.num_examples)
-            ds = ds.map(lambda i: (tf.gather(images, i), tf.gather(labels, i)))
+            # padded, every batch is full: drop_remainder only makes the batch size static
+            ds = tf.data.Dataset.range(count + missing).batch(global_batch_size,
+                                                               drop_remainder=pad)
+            ds = ds.map(lambda i: (tf.gather(images, tf.minimum(i, count - 1)),
+                                   tf.gather(labels, tf.minimum(i, count - 1)), i < count))
         else:
-            ds = source.stream(None)
-        shape, pre = self.info.input_shape, self.info.preprocessing
-        ds = ds.map(lambda x, y: (normalize(tf.ensure_shape(x, shape), pre), tf.cast(y, tf.int32),
-                                  tf.constant(1.0)),
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        if pad:
-            filler = (tf.zeros(shape, tf.float32), tf.constant(0, tf.int32), tf.constant(0.0))
-            missing = -source.num_examples % global_batch_size
-            ds = ds.concatenate(tf.data.Dataset.from_tensors(filler).repeat(missing))
-        return prep.finish_pipeline(ds.batch(global_batch_size, drop_remainder=pad))
+            ds = source.stream(None).map(lambda x, y: (x, y, True))
+            if missing:
+                spec = ds.element_spec
+                filler = (tf.zeros(self.info.input_shape, spec[0].dtype),
+                          tf.zeros((), spec[1].dtype), False)
+                ds = ds.concatenate(tf.data.Dataset.from_tensors(filler).repeat(missing))
+            ds = ds.batch(global_batch_size, drop_remainder=pad)
+        shape, pre = (None, *self.info.input_shape), self.info.preprocessing
+
+        def prepare(x, y, real):  # a whole batch: filler becomes zeros, label 0, weight 0
+            x = normalize(tf.ensure_shape(x, shape), pre)
+            return (tf.where(real[:, None, None, None], x, 0.0),
+                    tf.where(real, tf.cast(y, tf.int32), 0), tf.cast(real, tf.float32))
+
+        ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return prep.finish_pipeline(ds)
 
     def _split(self, split: str) -> _Split:
         if split not in ("train", "test"):

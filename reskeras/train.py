@@ -324,7 +324,7 @@ class _Run:
                 sums[3] = time.perf_counter() - started
                 self.save_checkpoint(step, sums)
         self.steps.sync_moving_statistics()
-        val_loss, val_hits, val_count = (float(t) for t in self.steps.evaluate_dataset(eval_data))
+        val_loss, val_hits, val_count = (float(t) for t in self.steps.evaluate(iter(eval_data)))
         record = {"epoch": epoch + 1, "step": step, "loss": logs.get("loss", float("nan")),
                   "accuracy": logs.get("accuracy", float("nan")),
                   "val_loss": val_loss / val_count, "val_accuracy": val_hits / val_count,
