@@ -121,6 +121,11 @@ class StepFunctions:
         self._compute = compute
         if self.xla == "step":
             replica_step = tf.function(replica_step, jit_compile=True)
+        # "check" on one replica: the step is traced once, by the check, and the train chunk
+        # calls that trace (see _lower)
+        self._shared_trace = self.xla == "check" and self.replicas == 1
+        if self._shared_trace:
+            replica_step = tf.function(replica_step)
         self._replica_fn = replica_step
         evaluate = self._replica_eval
         if self.xla == "step":
@@ -158,7 +163,7 @@ class StepFunctions:
         return reason
 
     def _check_key(self, images, labels) -> str | None:
-        """The same network, batch and optimizer lower the same way: one check per process.
+        """Same network, batch, optimizer and strategy lower the same way: one check per process.
 
         Each lowering keeps 13-14 MiB inside TensorFlow for good (TF 2.21, ResNet-8 on
         digits), so repeated runs of one architecture (tuner trials, a study's seeds)
@@ -168,15 +173,28 @@ class StepFunctions:
             model = self.model.to_json()
         except Exception:  # noqa: BLE001  (a model Keras cannot describe is checked every time)
             return None
-        return json.dumps([model, type(self.optimizer).__name__, self.replicas,
-                           bool(any(self.decay_mask)), self.model.dtype_policy.name,
+        return json.dumps([model, type(self.optimizer).__name__, type(self.strategy).__name__,
+                           self.replicas, bool(any(self.decay_mask)), self.model.dtype_policy.name,
                            [(list(s.shape), s.dtype.name) for s in (images, labels)]])
 
     def _lower(self, images, labels) -> str | None:
+        """Lowers the replica step (the gradients under several replicas) to XLA HLO.
+
+        On one replica it first traces the step the train chunk will call, in the
+        chunk's replica context, and lowers a call to that trace: the model is
+        traced once per run instead of twice (ResNet-56 on digits: check plus first
+        train call 15.6 -> 11.5 s). Traced in the cross-replica context instead,
+        under OneDeviceStrategy the optimizer's update took another path that did
+        not lower, and ``--strategy cpu`` runs reported a false failure.
+        """
         function = self._replica_step if self.replicas == 1 else self._gradients
         zeros = [tf.zeros(spec.shape, spec.dtype) for spec in (images, labels)]
         try:
             with self.strategy.scope():
+                if self._shared_trace:
+                    traced = self.strategy.run(self._replica_fn.get_concrete_function,
+                                               args=(images, labels))
+                    function = lambda images, labels: traced(images, labels)  # noqa: E731
                 tf.function(function, jit_compile=True).experimental_get_compiler_ir(
                     *zeros)(stage="hlo")
         except Exception as error:  # noqa: BLE001  (any lowering failure is the finding)

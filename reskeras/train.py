@@ -205,13 +205,22 @@ class _Run:
             self.model, self.optimizer, self.strategy, global_batch_size=self.batch,
             weight_decay=self.plan.weight_decay, jit_compile=config.jit_compile,
             is_tpu=distribute.strategy_kind(self.strategy) == "tpu")
+        self.record["environment"]["xla"] = self.steps.xla
+
+    def check_xla(self, new_run: bool) -> None:
+        """The XLA lowering check (``--xla auto`` on CPUs), recorded in a new run's config.json.
+
+        Runs after the callbacks' ``on_train_begin``: on one replica the check traces
+        the step the training loop then calls, and callbacks such as the gradient-norm
+        logger hook into the step there (as under ``fit``, whose first call traces).
+        """
         share = self.batch // self.replicas
         failure = self.steps.check_xla(
             tf.TensorSpec((share, *self.record["input_shape"]), tf.float32),
             tf.TensorSpec((share,), tf.int32))
-        self.record["environment"]["xla"] = self.steps.xla
-        if self.steps.xla == "check":
+        if self.steps.xla == "check" and new_run and self.chief:
             self.record["environment"]["xla_check"] = failure or "lowers to XLA HLO"
+            rundir.write_json(rundir.path(self.run_dir, rundir.CONFIG), self.record)
 
     def restore(self) -> int:
         latest = tf.train.latest_checkpoint(self.checkpoint_dir)
@@ -273,6 +282,7 @@ class _Run:
             self.batch, pad=distribute.strategy_kind(self.strategy) == "tpu"))
         self.model.stop_training = False
         callbacks.on_train_begin()
+        self.check_xla(new_run=state == "new")
         while step < self.total_steps and not self.model.stop_training:
             step = self._epoch(step, callbacks, eval_data)
         status = "finished" if step >= self.total_steps else "stopped"

@@ -9,7 +9,7 @@ killed one from its last checkpoint.
 Presets:
 
 - ``quick`` (default): the embedded digits data, depths 8/20/56, BN and no BN,
-  one seed, 16 epochs with Adam: 12 cells, about 9.5 minutes on 2 cores.
+  one seed, 16 epochs with Adam: 12 cells, about 8 minutes on 2 cores.
 - ``paper``: CIFAR-10 through TFDS, depths 20/32/44/56/110, BN and no BN,
   3 seeds, the paper's 64k iterations at batch 128: for a GPU or a TPU
   (``--strategy``); only data and time differ from ``quick``.

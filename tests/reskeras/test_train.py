@@ -194,11 +194,43 @@ def test_xla_training_runs_and_matches_the_plain_graph(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
 
 
-def test_auto_xla_on_cpu_runs_the_graph_after_an_xla_lowering_check(tmp_path):
-    result = train(small(tmp_path / "auto", steps=2, epochs=None, jit_compile="auto"))
+@pytest.mark.parametrize("strategy", ["auto", "cpu"])  # "cpu": OneDeviceStrategy
+def test_auto_xla_on_cpu_runs_the_graph_after_an_xla_lowering_check(tmp_path, strategy):
+    result = train(small(tmp_path / "auto", steps=2, epochs=None, jit_compile="auto",
+                         strategy=strategy))
     environment = json.loads((tmp_path / "auto" / "config.json").read_text())["environment"]
     assert result.status == "finished"
     assert environment["xla"] == "check" and environment["xla_check"] == "lowers to XLA HLO"
+
+
+def test_auto_xla_check_and_the_train_chunk_share_one_trace_of_the_step(monkeypatch):
+    from reskeras import build_model, steps as steps_module
+    from reskeras.recipes import make_optimizer
+    monkeypatch.setattr(steps_module, "_XLA_CHECKS", {})
+    plan = make_plan("paper", global_batch_size=32, total_steps=10, steps_per_epoch=5)
+    specs = (tf.TensorSpec((32, 8, 8, 1)), tf.TensorSpec((32,), tf.int32))
+    batch = tf.data.Dataset.from_tensors((tf.zeros((32, 8, 8, 1)), tf.zeros((32,), tf.int32)))
+    for strategy in (tf.distribute.get_strategy(), tf.distribute.OneDeviceStrategy("/cpu:0")):
+        steps_module._XLA_CHECKS.clear()
+        with strategy.scope():
+            model = build_model("resnet8", input_shape=(8, 8, 1), classes=10)
+            optimizer = make_optimizer(plan)
+            optimizer.build(model.trainable_variables)
+        steps = steps_module.StepFunctions(model, optimizer, strategy, global_batch_size=32,
+                                           weight_decay=plan.weight_decay, jit_compile="auto")
+        assert steps.check_xla(*specs) is None
+        iterator = iter(strategy.experimental_distribute_dataset(batch.repeat()))
+        assert np.all(np.isfinite(steps.train_chunk(iterator, tf.constant(2))[0].numpy()))
+        assert steps._replica_fn.experimental_get_tracing_count() == 1
+
+
+def test_auto_xla_check_traces_the_step_with_the_callbacks_hooks_in_it(tmp_path):
+    # the check traces the step the loop then calls, so it must run after on_train_begin,
+    # where the gradient-norm logger hooks into the step
+    train(small(tmp_path / "hooked", steps=6, epochs=None, jit_compile="auto",
+                grad_norms_every=2))
+    lines = (tmp_path / "hooked" / "grad_norms.jsonl").read_text().splitlines()
+    assert sorted({json.loads(line)["step"] for line in lines}) == [0, 2, 4]
 
 
 def test_auto_xla_check_reports_a_step_xla_cannot_compile():
