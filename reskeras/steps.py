@@ -288,8 +288,8 @@ class StepFunctions:
 
         Takes an iterator made outside, not the dataset: a dataset argument makes
         the traced function build a new iterator inside its graph on every call
-        (instantiating the pipeline's functions again), which cost 0.15 s per call
-        on the digits test split, three times the evaluation itself
+        (instantiating the pipeline's functions again), which cost 0.2 s per call
+        on the digits test split, four times the evaluation itself
         (benchmarks/evaluation.py).
         """
         totals = (tf.constant(0.0), tf.constant(0.0), tf.constant(0.0))
