@@ -121,10 +121,8 @@ class StepFunctions:
         self._compute = compute
         if self.xla == "step":
             replica_step = tf.function(replica_step, jit_compile=True)
-        # "check" on one replica: the step is traced once, by the check, and the train chunk
-        # calls that trace (see _lower)
-        self._shared_trace = self.xla == "check" and self.replicas == 1
-        if self._shared_trace:
+        if self.xla == "check" and self.replicas == 1:
+            # traced once, by the check, and the train chunk calls that trace (see _lower)
             replica_step = tf.function(replica_step)
         self._replica_fn = replica_step
         evaluate = self._replica_eval
@@ -187,11 +185,11 @@ class StepFunctions:
         under OneDeviceStrategy the optimizer's update took another path that did
         not lower, and ``--strategy cpu`` runs reported a false failure.
         """
-        function = self._replica_step if self.replicas == 1 else self._gradients
         zeros = [tf.zeros(spec.shape, spec.dtype) for spec in (images, labels)]
         try:
             with self.strategy.scope():
-                if self._shared_trace:
+                function = self._gradients
+                if self.replicas == 1:
                     traced = self.strategy.run(self._replica_fn.get_concrete_function,
                                                args=(images, labels))
                     function = lambda images, labels: traced(images, labels)  # noqa: E731
