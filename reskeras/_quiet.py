@@ -1,14 +1,22 @@
-"""Quiets TensorFlow's start-up log lines when reskeras runs as a command.
+"""Keeps TensorFlow's start-up log lines off the screen: ``import reskeras`` prints nothing.
 
-TensorFlow prints C++ log lines (CUDA probing, "All log messages before
-absl::InitializeLog()") while it is imported. absl writes those before any
-log level applies, so no environment variable hides them (measured with TF
-2.21): the only way is to point file descriptor 2 elsewhere during the import.
-The ``reskeras`` package imports TensorFlow, so the decision is taken before
-that import: when the process is the ``reskeras`` console script or ``python
--m reskeras|tuning|export`` and ``--verbose`` is absent, TensorFlow is
-imported with stderr muted and its later log levels raised. Library users
-importing reskeras keep TensorFlow's defaults.
+TensorFlow prints C++ log lines while it is imported ("All log messages before
+absl::InitializeLog()", oneDNN, CUDA probing, CPU features) and an error line
+("failed call to cuInit") when the first op probes for GPUs on a CPU-only
+machine. absl writes the import lines before any log level applies, so no
+environment variable hides them (measured with TF 2.21): the only way is to
+point file descriptor 2 elsewhere while TensorFlow is imported and its devices
+are listed (which runs that probe once, so it does not print later). The
+``reskeras`` package imports TensorFlow, so this runs before that import:
+
+- as a library (``import reskeras``): TensorFlow is imported and its devices
+  listed with stderr muted; log levels are left as they are, so warnings and
+  errors that come later still show. Nothing is muted when TensorFlow was
+  imported first, when ``TF_CPP_MIN_LOG_LEVEL`` is set (the user chose) or when
+  ``RESKERAS_VERBOSE=1`` (to see why a GPU is not used, say);
+- as a command (the ``reskeras`` console script or ``python -m
+  reskeras|tuning|export``) without ``--verbose``: the same, and TensorFlow's
+  later C++ and Python log levels are raised to errors-only as well.
 """
 
 from __future__ import annotations
@@ -30,16 +38,23 @@ def running_as_command() -> bool:
 
 
 def import_tensorflow_quietly() -> None:
-    """Imports TensorFlow with stderr muted; an ImportError still propagates."""
-    saved = os.dup(2)
+    """Imports TensorFlow and lists its devices with stderr muted; errors still propagate."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to protect
+        saved = None
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         sys.stderr.flush()
-        os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
+        if saved is not None:
+            os.dup2(devnull, 2)
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()  # the GPU probe, once, while muted
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
         os.close(devnull)
 
 
@@ -56,5 +71,15 @@ def quiet_tensorflow() -> None:
     warnings.filterwarnings("ignore", module=r"(tensorflow|tensorflow_datasets|tf_keras)\b")
 
 
+def quiet_library_import() -> None:
+    """A plain ``import reskeras`` prints nothing (see the module docstring for the opt-outs)."""
+    if ("tensorflow" in sys.modules or "TF_CPP_MIN_LOG_LEVEL" in os.environ
+            or os.environ.get("RESKERAS_VERBOSE", "") not in ("", "0")):
+        return
+    import_tensorflow_quietly()
+
+
 if running_as_command():
     quiet_tensorflow()
+else:
+    quiet_library_import()

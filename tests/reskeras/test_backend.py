@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import pytest
 
 from reskeras import require_tensorflow_backend
@@ -13,3 +17,27 @@ def test_other_backends_are_refused_with_the_fix(backend):
     with pytest.raises(ImportError, match=rf"set KERAS_BACKEND=tensorflow .* "
                                           rf"Received: backend='{backend}'"):
         require_tensorflow_backend(backend)
+
+
+def _python(code, **env):
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("TF_CPP_MIN_LOG_LEVEL", "RESKERAS_VERBOSE")}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env={**base, **env})
+
+
+def test_import_reskeras_prints_nothing_even_when_tensorflow_runs_ops():
+    # TensorFlow 2.21 alone writes 4-8 lines to stderr here (absl, oneDNN, CPU features,
+    # cuInit on a CPU-only machine); a plain Python session must see none of them
+    result = _python("import numpy as np, reskeras\n"
+                     "model = reskeras.build_resnet(8, input_shape=(8, 8, 1), classes=10)\n"
+                     "print(model(np.zeros((2, 8, 8, 1), 'float32')).shape)")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (result.stdout, result.stderr) == ("(2, 10)\n", "")
+
+
+def test_reskeras_verbose_keeps_tensorflows_start_up_lines():
+    verbose = _python("import reskeras", RESKERAS_VERBOSE="1")
+    assert verbose.returncode == 0
+    # reskeras turns oneDNN on before TensorFlow loads; TensorFlow says so at import
+    assert "oneDNN custom operations are on" in verbose.stderr
