@@ -1,7 +1,9 @@
 """Image classification data as deterministic, resumable tf.data pipelines.
 
 :func:`load_dataset` reads ``digits`` (scikit-learn's 1,797 real 8x8 digits),
-``synthetic`` or a TFDS image classification dataset into an :class:`ImageData`:
+``synthetic``, a TFDS image classification dataset or ``folder:DIR`` (your own
+PNG/JPEG files, one sub-folder per class; the sources live in
+:mod:`reskeras.sources`) into an :class:`ImageData`:
 a :class:`DatasetInfo` (with the ``preprocessing`` record the exporter bakes in)
 and pipelines whose order and augmentation are pure functions of ``(seed,
 epoch)``, so a resumed run sees the batches it would have seen. See docs/data.md.
@@ -20,31 +22,23 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-from typing import Any, Callable
+import os
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from reskeras import preprocessing as prep
 from reskeras.preprocessing import normalize
+from reskeras.sources import embedded, folder, tfds_source
+from reskeras.sources import split as split_module
+from reskeras.sources.split import STREAM_MEAN_EXAMPLES, Split
+from reskeras.sources.tfds_source import DatasetUnavailableError
 
 DATASET_CHOICES = ("digits", "synthetic", "cifar10", "cifar100", "mnist", "fashion_mnist",
                    "svhn_cropped", "imagenette")
-# A split whose decoded uint8 images fit under this is held in memory (CIFAR-10 train: 150 MB,
-# imagenette at 224: 1.4 GB). tf.data copies such tensors once per pipeline when it rewrites the
-# graph (measured: ~6 s for 1.5 GB), so beyond this the split is streamed from TFDS every epoch.
-IN_MEMORY_LIMIT_BYTES = 2 * 2**30
-STREAM_MEAN_EXAMPLES = 10_000  # streamed data: the mean is taken over this many images
 _SHUFFLE_BLOCK_BYTES = 256 * 2**20
-DEFAULT_IMAGE_SIZE = 224  # for TFDS datasets whose images vary in size (imagenette)
-# Flipping a digit makes another symbol (or none): these get pad+crop only.
-_NO_FLIP = frozenset({"digits", "mnist", "svhn_cropped", "emnist", "kmnist", "binarized_mnist"})
-
-
-class DatasetUnavailableError(ValueError):
-    """A TFDS dataset is not prepared in ``data_dir`` and could not be downloaded."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,25 +96,10 @@ class DatasetInfo:
         return cls(**config)
 
 
-class _Split:
-    """One split: uint8 images and int32 labels in memory, or a TFDS stream of them."""
-
-    def __init__(self, num_examples: int, arrays=None, stream: Callable | None = None):
-        self.num_examples, self.arrays, self.stream = num_examples, arrays, stream
-        self._tensors = None
-
-    def tensors(self):
-        # Created once, on the host: tf.data reads from there whatever device trains.
-        if self._tensors is None:
-            with tf.device("/CPU:0"):
-                self._tensors = tuple(tf.constant(a) for a in self.arrays)
-        return self._tensors
-
-
 class ImageData:
     """A loaded dataset: :attr:`info` plus deterministic pipeline factories."""
 
-    def __init__(self, info: DatasetInfo, splits: dict[str, _Split]):
+    def __init__(self, info: DatasetInfo, splits: dict[str, Split]):
         self.info, self._splits = info, splits
 
     def __repr__(self):
@@ -146,7 +125,8 @@ class ImageData:
         """The raw uint8 images ``[N, H, W, C]`` and int32 labels of a split held in memory."""
         source = self._split(split)
         if source.arrays is None:
-            raise ValueError(f"`split` must be held in memory (under {IN_MEMORY_LIMIT_BYTES} "
+            raise ValueError(f"`split` must be held in memory (under "
+                             f"{split_module.IN_MEMORY_LIMIT_BYTES} "
                              f"bytes) to read it as arrays. Received: split={split!r}")
         return source.arrays
 
@@ -257,121 +237,23 @@ class ImageData:
         ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return prep.finish_pipeline(ds)
 
-    def _split(self, split: str) -> _Split:
+    def _split(self, split: str) -> Split:
         if split not in ("train", "test"):
             raise ValueError(f"`split` must be 'train' or 'test'. Received: split={split!r}")
         return self._splits[split]
 
 
-def _name_error(name) -> ValueError:
-    examples = ", ".join(map(repr, DATASET_CHOICES[2:]))
-    return ValueError(
-        "`dataset` must be 'digits', 'synthetic' or the name of a TFDS image classification "
-        f"dataset (an 'image' and a ClassLabel 'label' feature), e.g. {examples}. "
-        f"Received: dataset={name!r}")
+def canonical_name(name: str) -> str:
+    """The name runs record: ``folder:`` paths made absolute, other names unchanged."""
+    return folder.canonical(name) if folder.is_folder(name) else name
 
 
-def _digits():
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    bunch = load_digits()
-    images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-    labels = bunch.target.astype(np.int32)
-    x_train, x_test, y_train, y_test = train_test_split(
-        images, labels, test_size=0.2, stratify=labels, random_state=0)
-    return (x_train, y_train), (x_test, y_test), [str(c) for c in range(10)]
-
-
-def _synthetic(shape, classes: int, examples: int, seed: int):
-    """Each class is a random template; examples are template + uniform noise in [-64, 64]."""
-    if not (isinstance(shape, (tuple, list)) and len(shape) == 3
-            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)):
-        raise ValueError("`synthetic_shape` must be (height, width, channels) with positive "
-                         f"integers. Received: synthetic_shape={shape!r}")
-    prep.check_int("synthetic_classes", classes, 2)
-    prep.check_int("synthetic_examples", examples, 4)
-    templates = np.random.default_rng([seed, 0]).integers(0, 256, (classes, *shape),
-                                                           dtype=np.int16)
-
-    def draw(count, stream, chunk=4096):
-        labels = np.random.default_rng([seed, stream]).permutation(np.arange(count) % classes)
-        images = np.empty((count, *shape), np.uint8)
-        # Chunks of int16 keep 50k CIFAR-sized images at ~0.5 s (float32 normals: ~8 s).
-        for start in range(0, count, chunk):
-            rng = np.random.default_rng([seed, stream, start])
-            part = rng.integers(-64, 65, (len(labels[start:start + chunk]), *shape), dtype=np.int16)
-            part += templates[labels[start:start + chunk]]
-            images[start:start + chunk] = np.clip(part, 0, 255)
-        return images, labels.astype(np.int32)
-
-    return draw(examples, 1), draw(examples // 4, 2), [f"class_{c}" for c in range(classes)]
-
-
-def _ensure_prepared(builder, name: str) -> None:
-    if builder.is_prepared():
-        return
-    try:
-        builder.download_and_prepare()
-    except Exception as error:  # network, checksum, manual-download, missing extras: all "not here"
-        cause = (str(error).strip().splitlines() or [""])[0][:200]
-        raise DatasetUnavailableError(
-            f"dataset {name!r} is not available in {builder.data_dir_root} and could not be "
-            f"downloaded (no network? {type(error).__name__}: {cause}): run `python -m "
-            f"tensorflow_datasets.scripts.download_and_prepare --datasets={name} --data_dir=DIR` "
-            f"on a machine with network, copy DIR here or to gs://, and pass --data-dir DIR"
-        ) from error
-
-
-def _tfds(name: str, data_dir, image_size):
-    """Builds the train and test :class:`_Split` of a TFDS dataset, reading it if it fits."""
-    import tensorflow_datasets as tfds
-
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.DatasetNotFoundError:
-        raise _name_error(name) from None
-    features = builder.info.features
-    found = dict(features.items()) if isinstance(features, tfds.features.FeaturesDict) else {}
-    if not (isinstance(found.get("image"), tfds.features.Image)
-            and isinstance(found.get("label"), tfds.features.ClassLabel)):
-        raise ValueError(
-            "`dataset` must be an image classification dataset: TFDS features 'image' (Image) and "
-            f"'label' (ClassLabel). Received: dataset={name!r} with features {sorted(found)}")
-    _ensure_prepared(builder, name)
-    splits = builder.info.splits  # empty under tfds.testing.mock_data: any split name is accepted
-    test_split = next((s for s in ("test", "validation") if s in splits or not splits), None)
-    if test_split is None or (splits and "train" not in splits):
-        raise ValueError(f"`dataset` must have a 'train' and a 'test' or 'validation' split. "
-                         f"Received: dataset={name!r} with splits {sorted(splits)}")
-    height, width, channels = found["image"].shape
-    size = image_size or (DEFAULT_IMAGE_SIZE if None in (height, width) else None)
-    size = None if size == height == width else size
-    shape = (size, size, channels) if size else (height, width, channels)
-
-    def stream(split, file_seed=None):
-        # A new file order each epoch, drawn without global seeds.
-        sort_fn = file_seed and (lambda files: [files[i] for i in np.random.default_rng(
-            list(file_seed)).permutation(len(files))])
-        config = tfds.ReadConfig(try_autocache=False, experimental_interleave_sort_fn=sort_fn)
-        ds = builder.as_dataset(split=split, shuffle_files=False, read_config=config)
-        ds = ds.map(lambda ex: (ex["image"], ex["label"]))
-        if size:
-            ds = ds.map(lambda x, y: (prep.resize_square(x, size), y),
-                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return ds
-
-    sources = {}
-    for key, split in (("train", "train"), ("test", test_split)):
-        # Split sizes are unknown under tfds.testing.mock_data only: count the examples then.
-        count = (splits[split].num_examples if split in splits
-                 else int(stream(split).reduce(0, lambda n, _: n + 1)))
-        if count * int(np.prod(shape)) <= IN_MEMORY_LIMIT_BYTES:
-            arrays = prep.read_arrays(stream(split))
-            sources[key] = _Split(len(arrays[1]), arrays=arrays)
-        else:
-            sources[key] = _Split(count, stream=functools.partial(stream, split))
-    return sources, found["label"].names, test_split, size
+def dataset_slug(name: str) -> str:
+    """A short name for files and model names: ``cifar10``, ``digits``, ``flowers`` for
+    ``folder:/data/flowers``."""
+    if folder.is_folder(name):
+        return os.path.basename(folder.canonical(name)[len(folder.PREFIX):]) or "folder"
+    return name.split("/")[0].split(":")[0]
 
 
 def load_dataset(name: str, *, data_dir: str | None = None, image_size: int | None = None,
@@ -380,12 +262,14 @@ def load_dataset(name: str, *, data_dir: str | None = None, image_size: int | No
     """Loads a dataset and computes its normalization from the training split.
 
     Args:
-        name: ``"digits"``, ``"synthetic"`` or a TFDS image classification name
-            such as ``"cifar10"`` (``DATASET_CHOICES`` lists the usual ones).
+        name: ``"digits"``, ``"synthetic"``, ``"folder:DIR"`` (PNG/JPEG files in
+            one sub-folder per class, see :mod:`reskeras.sources.folder`) or a TFDS
+            image classification name such as ``"cifar10"`` (``DATASET_CHOICES``
+            lists the usual ones).
         data_dir: TFDS data directory, local or ``gs://`` (default: TFDS's own).
         image_size: resize to ``image_size x image_size`` (shorter side, then a
             central crop). Default: the stored size, or 224 when sizes vary.
-        seed: seed of the synthetic data (the digits split is fixed).
+        seed: seed of the synthetic data (the digits and folder splits are fixed).
         synthetic_shape, synthetic_classes, synthetic_examples: image shape,
             classes and training examples (test: a quarter) of ``"synthetic"``.
 
@@ -393,40 +277,41 @@ def load_dataset(name: str, *, data_dir: str | None = None, image_size: int | No
         An :class:`ImageData`.
 
     Raises:
-        DatasetUnavailableError: a TFDS dataset is neither prepared nor downloadable.
-        ValueError: an argument is invalid.
+        DatasetUnavailableError: a TFDS dataset is not prepared and could not be
+            prepared here (the message names the real cause).
+        ValueError: an argument is invalid, or a folder's images are (the message
+            names the first offending file or folder).
     """
     if not isinstance(name, str) or not name:
-        raise _name_error(name)
+        raise tfds_source.name_error(name)
     if image_size is not None:
         prep.check_int("image_size", image_size, 1)
     prep.check_int("seed", seed, 0)
-    test_split, resize = "test", None
-    if name in ("digits", "synthetic"):
-        train, test, class_names = (_digits() if name == "digits" else _synthetic(
-            synthetic_shape, synthetic_classes, synthetic_examples, seed))
-        if image_size and (image_size, image_size) != train[0].shape[1:3]:
-            resize = image_size
-            train, test = [(prep.resize_array(x, image_size), y) for x, y in (train, test)]
-        splits = {"train": _Split(len(train[1]), train), "test": _Split(len(test[1]), test)}
+    if name == "digits":
+        source = embedded.digits(image_size)
+    elif name == "synthetic":
+        source = embedded.synthetic(synthetic_shape, synthetic_classes, synthetic_examples, seed,
+                                    image_size)
+    elif folder.is_folder(name):
+        source = folder.load(name, image_size)
     else:
-        splits, class_names, test_split, resize = _tfds(name, data_dir, image_size)
-    source = splits["train"]
-    images = (source.arrays[0] if source.arrays is not None
-              else prep.read_arrays(source.stream(None).take(STREAM_MEAN_EXAMPLES))[0])
+        source = tfds_source.load(name, data_dir, image_size)
+    splits, train = source.splits, source.splits["train"]
+    images = (train.arrays[0] if train.arrays is not None
+              else prep.read_arrays(train.stream(None).take(STREAM_MEAN_EXAMPLES))[0])
     height, width, channels = (int(d) for d in images.shape[1:])
-    no_flip = name.split("/")[0].split(":")[0] in _NO_FLIP
-    augment = "none" if name == "synthetic" else "pad_crop" if no_flip else "pad_crop_flip"
+    augment = source.augment
     pad = 0 if augment == "none" else max(1, min(height, width) // 8)
     per_channel = max(height, width) > prep.PER_PIXEL_MAX_SIDE
     preprocessing = prep.make_preprocessing(prep.mean_of_scaled(images, per_channel),
-                                            augment=augment, pad=pad, resize=resize)
-    info = DatasetInfo(name=name, input_shape=(height, width, channels), classes=len(class_names),
-                       class_names=tuple(class_names), train_examples=source.num_examples,
+                                            augment=augment, pad=pad, resize=source.resize)
+    info = DatasetInfo(name=source.name, input_shape=(height, width, channels),
+                       classes=len(source.class_names), class_names=source.class_names,
+                       train_examples=train.num_examples,
                        test_examples=splits["test"].num_examples, augment=augment, pad=pad,
-                       preprocessing=preprocessing, test_split=test_split)
+                       preprocessing=preprocessing, test_split=source.test_split)
     return ImageData(info, splits)
 
 
 __all__ = ["DATASET_CHOICES", "DatasetInfo", "DatasetUnavailableError", "ImageData",
-           "load_dataset", "normalize"]
+           "canonical_name", "dataset_slug", "load_dataset", "normalize"]

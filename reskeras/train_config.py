@@ -27,7 +27,9 @@ class TrainConfig:
         depth: depth for ``build_resnet``/``build_plain`` (with ``plain``, ``width``,
             ``version``, ``shortcut``, ``batch_norm``, ``family``).
         arch: an ``ArchSpec`` or its ``to_config()`` dict (the tuner passes this).
-        dataset: ``"digits"`` (default, offline), ``"synthetic"`` or a TFDS name.
+        dataset: ``"digits"`` (default, offline), ``"synthetic"``, a TFDS name or
+            ``"folder:DIR"`` (recorded with DIR made absolute).
+        image_size: resize images to this square side (see ``reskeras.data.load_dataset``).
         epochs: passes over the training split. steps: optimizer steps instead.
         batch_size: global batch (default: the recipe's, 128).
         recipe: ``"paper"`` or ``"adam"``; ``lr`` / ``weight_decay`` override it.
@@ -87,6 +89,12 @@ class TrainConfig:
     activations_every: int | None = None
     resume: bool = False
     verbose: int | None = None
+
+    def __post_init__(self):
+        from reskeras.data import canonical_name
+
+        if isinstance(self.dataset, str) and self.dataset:
+            self.dataset = canonical_name(self.dataset)
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad argument and its value."""

@@ -30,3 +30,17 @@ def _fresh_keras_state():
 
 def trainable_params(model) -> int:
     return sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+
+
+@pytest.fixture(scope="session")
+def tiny_cifar10(tmp_path_factory):
+    """A CIFAR-10 of 40 training and 10 test images, prepared by TFDS's real cifar10 builder.
+
+    Returns ``(data_dir, images)`` with ``images`` as :func:`tests.tfds_files.write_cifar10_binary`
+    returns them.
+    """
+    from tests.tfds_files import prepare_cifar10
+
+    root = tmp_path_factory.mktemp("tiny_cifar10")
+    images = prepare_cifar10(root / "tfds", root / "files")
+    return str(root / "tfds"), images

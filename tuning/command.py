@@ -74,7 +74,8 @@ def add_parser(subparsers, name: str) -> None:
                         help="reject samples with more multiply-adds per image")
     data = parser.add_argument_group("data and training")
     data.add_argument("--dataset", default="digits",
-                      help="digits (offline, default), cifar10, ... (any reskeras dataset)")
+                      help="digits (offline, default), cifar10, ..., folder:DIR (any reskeras "
+                           "dataset)")
     data.add_argument("--data-dir", help="TFDS data directory (local or gs://)")
     data.add_argument("--image-size", type=int, help="resize images to this square size")
     data.add_argument("--recipe", choices=("adam", "paper"), default="adam",
@@ -111,6 +112,7 @@ def add_parser(subparsers, name: str) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
+    from reskeras.data import canonical_name
     from tuning.search import SearchConfig
 
     if args.plain and args.search_residual:
@@ -120,7 +122,8 @@ def config_from_args(args: argparse.Namespace):
         raise UsageError("--depths and --stage-blocks exclude each other. "
                          f"Received: depths={args.depths}, stage_blocks={args.stage_blocks}")
     return SearchConfig(
-        out=args.out, dataset=args.dataset, data_dir=args.data_dir, image_size=args.image_size,
+        out=args.out, dataset=canonical_name(args.dataset), data_dir=args.data_dir,
+        image_size=args.image_size,
         tuner=args.tuner, objective=args.objective, max_trials=args.max_trials,
         max_epochs=args.max_epochs, family=args.family, block=args.block,
         depths=_tuple(args.depths), stage_blocks=_tuple(args.stage_blocks),
@@ -183,7 +186,8 @@ def run_tune(args: argparse.Namespace) -> int:
     _print_summary(board, config.out)
     if args.export_top is not None:
         from reskeras.cli import main
-        name = args.export_name or f"reskeras-{config.dataset.split('/')[0].split(':')[0]}"
+        from reskeras.data import dataset_slug
+        name = args.export_name or f"reskeras-{dataset_slug(config.dataset)}"
         sys.stdout.flush()
         return main(["export", "--tuner", config.out, "--top", str(args.export_top),
                      "--base", args.export_base, "--name", name])

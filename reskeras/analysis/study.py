@@ -57,11 +57,14 @@ class StudyConfig:
     grad_norms_every: int = 16
     activations_every: int = 44
     data_dir: str | None = None
+    image_size: int | None = None
     strategy: str = "auto"
     analyses: tuple[str, ...] = ("lesion", "shattering", "landscape")
 
     @classmethod
     def from_preset(cls, preset: str, out: str, **overrides) -> "StudyConfig":
+        from reskeras.data import canonical_name
+
         if preset not in PRESETS:
             raise ValueError(f"`preset` must be one of {', '.join(map(repr, PRESETS))}. "
                              f"Received: preset={preset!r}")
@@ -69,6 +72,7 @@ class StudyConfig:
         if overrides.get("steps") is not None:
             values["epochs"] = None
         config = cls(out=out, preset=preset, **values)
+        config.dataset = canonical_name(config.dataset)
         config.validate()
         return config
 
@@ -123,7 +127,7 @@ def train_cell(config: StudyConfig, cell: Cell, verbose: int = 0) -> str:
         result = train(TrainConfig(
             out=out, depth=cell.depth, family="cifar", plain=not cell.residual,
             batch_norm=cell.batch_norm, dataset=config.dataset, data_dir=config.data_dir,
-            recipe=config.recipe, epochs=config.epochs, steps=config.steps,
+            image_size=config.image_size, recipe=config.recipe, epochs=config.epochs, steps=config.steps,
             batch_size=config.batch_size, seed=cell.seed, strategy=config.strategy,
             grad_norms_every=config.grad_norms_every,
             activations_every=config.activations_every, verbose=verbose))
@@ -224,7 +228,7 @@ def run_study(config: StudyConfig, *, log=print, verbose: int = 0) -> dict:
         log(f"[{number}/{len(cells)}] {cell.name}: training", end="", flush=True)
         statuses[cell] = train_cell(config, cell, verbose=verbose)
         log(f" -> {statuses[cell]} ({time.perf_counter() - begun:.0f} s)")
-    data = load_dataset(config.dataset, data_dir=config.data_dir)
+    data = load_dataset(config.dataset, data_dir=config.data_dir, image_size=config.image_size)
     results = {"preset": config.preset, "dataset": config.dataset, "recipe": config.recipe,
                "steps": None, "batch_size": config.batch_size,
                "study_dir": config.out, "cells": []}

@@ -28,13 +28,17 @@ def add_parser(subparsers, name: str) -> None:
                         help="quick: digits, depths 8/20/56 (default); paper: CIFAR-10, "
                              "depths 20-110, 3 seeds, 64k steps")
     parser.add_argument("--out", help="study directory (default: study-PRESET)")
-    parser.add_argument("--dataset", help="override the preset's dataset")
+    parser.add_argument("--dataset", help="override the preset's dataset: digits, synthetic, a "
+                                          "TFDS name or folder:DIR (one sub-folder per class)")
     parser.add_argument("--data-dir", help="TFDS data directory (local or gs://)")
+    parser.add_argument("--image-size", type=int, help="resize images to this square size")
     parser.add_argument("--depths", type=int, nargs="+", metavar="D",
                         help="CIFAR depths 6n+2 (override the preset's)")
     parser.add_argument("--seeds", type=int, metavar="N", help="number of seeds (0..N-1)")
     parser.add_argument("--epochs", type=int, help="epochs per cell")
     parser.add_argument("--steps", type=int, help="steps per cell (instead of --epochs)")
+    parser.add_argument("--batch-size", type=int,
+                        help="global batch of every cell (default: the preset's, 128)")
     parser.add_argument("--no-bn-cells", action="store_true",
                         help="only the BatchNorm cells (halves the grid)")
     parser.add_argument("--skip", nargs="+", choices=("lesion", "shattering", "landscape"),
@@ -52,12 +56,18 @@ def add_parser(subparsers, name: str) -> None:
 def run_study(args: argparse.Namespace) -> int:
     from reskeras.analysis.study import StudyConfig, run_study as run
 
+    for name in ("image_size", "batch_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer. "
+                             f"Received: {name}={value}")
     if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds must be a positive integer. Received: seeds={args.seeds}")
     if args.epochs is not None and args.steps is not None:
         raise UsageError("--epochs and --steps exclude each other. "
                          f"Received: epochs={args.epochs}, steps={args.steps}")
     overrides = {"dataset": args.dataset, "data_dir": args.data_dir,
+                 "image_size": args.image_size, "batch_size": args.batch_size,
                  "depths": tuple(args.depths) if args.depths else None,
                  "seeds": tuple(range(args.seeds)) if args.seeds else None,
                  "epochs": args.epochs, "steps": args.steps, "strategy": args.strategy,
@@ -86,8 +96,9 @@ def _check_export(args: argparse.Namespace, config) -> str | None:
                              f"Received: export_name={args.export_name!r}")
         return None
     from export.layout import check_base_writable, check_name
+    from reskeras.data import dataset_slug
 
-    name = args.export_name or f"reskeras-study-{config.dataset}"
+    name = args.export_name or f"reskeras-study-{dataset_slug(config.dataset)}"
     check_name(name)
     check_base_writable(args.export_base)
     return name

@@ -1,7 +1,18 @@
-"""Datasets and pipelines: exact splits, normalization, determinism, resume, augmentation, TFDS."""
+"""Datasets and pipelines: exact splits, normalization, determinism, resume, augmentation, TFDS.
+
+TFDS datasets go through TFDS's real builders on local files (tests/tfds_files.py);
+``tfds.testing.mock_data`` is used only where the real files would be too large
+(MNIST's builder insists on 60,000 images) or need a download format of their own
+(imagenette), and then with the network faked as well.
+"""
 
 import json
+import os
+import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,9 +21,12 @@ import tensorflow_datasets as tfds
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from reskeras import data as data_module
+from reskeras.sources import split as split_module
 from reskeras.data import (DATASET_CHOICES, DatasetInfo, DatasetUnavailableError, ImageData,
                            load_dataset, normalize)
+from tests.tfds_files import CIFAR10_LABELS, local_network, write_cifar10_binary
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +40,13 @@ def synthetic():
 
 
 @pytest.fixture(scope="module")
-def mock_cifar():
-    with tfds.testing.mock_data(num_examples=40):
-        return load_dataset("cifar10")
+def cifar(tiny_cifar10):
+    return load_dataset("cifar10", data_dir=tiny_cifar10[0])
+
+
+def same_images(a, b) -> bool:
+    """Equal as multisets of images (TFDS shuffles examples when it writes them)."""
+    return sorted(x.tobytes() for x in a) == sorted(x.tobytes() for x in b)
 
 
 def batches(ds):
@@ -98,8 +116,8 @@ def test_normalize_survives_a_savedmodel_round_trip(digits, tmp_path):
     assert served.tobytes() == normalize(images, pre).numpy().tobytes()
 
 
-def test_info_round_trips_through_json(digits, mock_cifar):
-    for info in (digits.info, mock_cifar.info):
+def test_info_round_trips_through_json(digits, cifar):
+    for info in (digits.info, cifar.info):
         assert DatasetInfo.from_config(json.loads(json.dumps(info.to_config()))) == info
     with pytest.raises(ValueError, match=r"Unknown DatasetInfo fields \['colour'\]"):
         DatasetInfo.from_config({**digits.info.to_config(), "colour": 1})
@@ -175,22 +193,34 @@ def test_digit_augmentation_pads_one_and_crops_without_flipping(digits):
     assert len(offsets) == 9  # all shifts in [-1, 1]^2 occur
 
 
-def test_cifar_mock_gets_pad4_crop_and_flip(mock_cifar):
-    info = mock_cifar.info
-    assert (info.input_shape, info.classes) == ((32, 32, 3), 10)
+def test_cifar10_through_the_real_builder_is_the_files_content(cifar, tiny_cifar10):
+    written = tiny_cifar10[1]
+    info = cifar.info
+    assert (info.input_shape, info.classes, info.class_names) == ((32, 32, 3), 10, CIFAR10_LABELS)
+    assert (info.train_examples, info.test_examples, info.test_split) == (40, 10, "test")
+    for split in ("train", "test"):
+        images, labels = cifar.arrays(split)
+        assert same_images(images, written[split][0])
+        by_image = {x.tobytes(): y for x, y in zip(*written[split])}
+        assert [by_image[x.tobytes()] for x in images] == labels.tolist()
+    mean = np.asarray(info.preprocessing["mean"])
+    np.testing.assert_allclose(mean, written["train"][0].mean(axis=0) / 255.0, atol=1e-12)
+
+
+def test_cifar_gets_pad4_crop_and_flip(cifar):
+    info = cifar.info
     assert (info.augment, info.pad) == ("pad_crop_flip", 4)
-    assert len(info.class_names) == 10 and info.train_examples == info.test_examples == 40
     assert np.asarray(info.preprocessing["mean"]).shape == (32, 32, 3)
-    plain_images, _ = stacked(mock_cifar.train(8, seed=0, epoch=0, augment=False))
-    images, _ = stacked(mock_cifar.train(8, seed=0, epoch=0))
+    plain_images, _ = stacked(cifar.train(8, seed=0, epoch=0, augment=False))
+    images, _ = stacked(cifar.train(8, seed=0, epoch=0))
     matches = [crop_matches(a, p, 4) for a, p in zip(images, plain_images)]
     assert all(len(m) == 1 for m in matches)  # random pixels: exactly one explanation each
     flips = {m[0][2] for m in matches}
     assert flips == {False, True} and any(m[0][:2] != (4, 4) for m in matches)
 
 
-def test_mnist_mock_gets_no_flip_and_a_3_pixel_pad():
-    with tfds.testing.mock_data(num_examples=24):
+def test_mnist_mock_gets_no_flip_and_a_3_pixel_pad(tmp_path):
+    with tfds.testing.mock_data(num_examples=24), local_network(str(tmp_path)):
         mnist = load_dataset("mnist")
     info = mnist.info
     assert (info.input_shape, info.augment, info.pad, info.class_names) == (
@@ -200,23 +230,22 @@ def test_mnist_mock_gets_no_flip_and_a_3_pixel_pad():
     assert np.asarray(info.preprocessing["mean"]).shape == (28, 28, 1)
 
 
-def test_streamed_split_gives_deterministic_epochs_of_the_same_examples(monkeypatch):
-    with tfds.testing.mock_data(num_examples=30):  # the stream reads TFDS at every epoch
-        in_memory = load_dataset("cifar10")
-        monkeypatch.setattr(data_module, "IN_MEMORY_LIMIT_BYTES", -1)
-        streamed = load_dataset("cifar10")
-        with pytest.raises(ValueError, match=r"`split` must be held in memory"):
-            streamed.arrays("train")
-        epoch = batches(streamed.train(8, seed=2, epoch=1, augment=False))
-        tail = batches(streamed.train(8, seed=2, epoch=1, skip_batches=1, augment=False))
-        x, _, w = stacked(streamed.evaluation(8, pad=True))
-    assert streamed.info == in_memory.info
-    raw = normalize(in_memory.arrays("train")[0], in_memory.info.preprocessing).numpy()
+def test_streamed_split_gives_deterministic_epochs_of_the_same_examples(
+        cifar, tiny_cifar10, monkeypatch):
+    monkeypatch.setattr(split_module, "IN_MEMORY_LIMIT_BYTES", -1)
+    streamed = load_dataset("cifar10", data_dir=tiny_cifar10[0])  # reads TFDS at every epoch
+    with pytest.raises(ValueError, match=r"`split` must be held in memory"):
+        streamed.arrays("train")
+    epoch = batches(streamed.train(8, seed=2, epoch=1, augment=False))
+    tail = batches(streamed.train(8, seed=2, epoch=1, skip_batches=1, augment=False))
+    x, _, w = stacked(streamed.evaluation(8, pad=True))
+    assert streamed.info == cifar.info
+    raw = normalize(cifar.arrays("train")[0], cifar.info.preprocessing).numpy()
     index = {image.tobytes(): i for i, image in enumerate(raw)}
     positions = [index[image.tobytes()] for b in epoch for image in b[0]]
-    assert len(positions) == len(set(positions)) == 24
+    assert len(positions) == len(set(positions)) == 40
     assert all(a[0].tobytes() == b[0].tobytes() for a, b in zip(epoch[1:], tail, strict=True))
-    assert x.shape == (32, 32, 32, 3) and w.sum() == 30
+    assert x.shape == (16, 32, 32, 3) and w.sum() == 10
 
 
 def test_evaluation_unpadded_is_the_test_split_in_order(digits):
@@ -240,28 +269,77 @@ def test_evaluation_padded_has_full_batches_and_zero_weight_filler(digits):
         train_images, normalize(digits.arrays("train")[0], digits.info.preprocessing).numpy())
 
 
-def test_unprepared_tfds_dataset_fails_fast_with_instructions(tmp_path):
+def test_an_unprepared_dataset_is_prepared_by_the_real_builder_on_first_load(tmp_path):
+    written = write_cifar10_binary(tmp_path / "files", train_per_file=2, test=4, seed=1)
+    with local_network(str(tmp_path / "files")):  # not prepared: load_dataset prepares it
+        data = load_dataset("cifar10", data_dir=str(tmp_path / "tfds"))
+    assert (tmp_path / "tfds" / "cifar10" / "3.0.2" / "dataset_info.json").is_file()
+    assert (data.info.train_examples, data.info.test_examples) == (10, 4)
+    assert same_images(data.arrays("train")[0], written["train"][0])
+    again = load_dataset("cifar10", data_dir=str(tmp_path / "tfds"))  # no network needed now
+    assert again.info == data.info
+
+
+def _no_dns(host, *args, **kwargs):
+    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+
+def test_unprepared_dataset_without_network_fails_at_once_naming_the_host(tmp_path,
+                                                                           monkeypatch):
+    # TFDS retries a refused download for 204 s (measured); a host that does not resolve
+    # is known at once
+    monkeypatch.setattr(socket, "getaddrinfo", _no_dns)
     start = time.monotonic()
     with pytest.raises(DatasetUnavailableError) as caught:
         load_dataset("mnist", data_dir=str(tmp_path))
     message = str(caught.value)
     assert time.monotonic() - start < 10
     assert isinstance(caught.value, ValueError) and "\n" not in message
-    for fact in ("'mnist'", str(tmp_path), "download_and_prepare --datasets=mnist",
-                 "--data-dir DIR"):
+    for fact in ("'mnist'", str(tmp_path), "storage.googleapis.com does not resolve",
+                 "gaierror", "download_and_prepare --datasets=mnist", "--data-dir DIR"):
         assert fact in message
+    assert not (tmp_path / "mnist").exists()
 
 
-def test_network_failure_during_download_becomes_dataset_unavailable(tmp_path, monkeypatch):
-    def no_network(self, *args, **kwargs):
-        raise ConnectionError("Failed to resolve 'storage.googleapis.com'")
+def test_network_failure_during_download_names_the_real_cause(tmp_path, monkeypatch):
+    def refused(self, *args, **kwargs):
+        raise ConnectionError("Max retries exceeded with url: /~kriz/cifar-10-binary.tar.gz")
 
-    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", no_network)
-    with pytest.raises(DatasetUnavailableError, match=(
-            r"dataset 'cifar10' is not available in .* \(no network\? ConnectionError: "
-            r"Failed to resolve 'storage.googleapis.com'\): run `python -m ")) as caught:
-        load_dataset("cifar10", data_dir=str(tmp_path))
+    with local_network(str(tmp_path)):
+        monkeypatch.setattr(tfds.download.DownloadManager, "download_and_extract", refused)
+        with pytest.raises(DatasetUnavailableError, match=(
+                r"dataset 'cifar10' is not prepared in .* and could not be downloaded "
+                r"\(ConnectionError: Max retries exceeded .*\): run `python -m ")) as caught:
+            load_dataset("cifar10", data_dir=str(tmp_path))
     assert isinstance(caught.value.__cause__, ConnectionError)
+
+
+MISSING_MODULE = """
+import sys
+sys.modules["importlib_resources"] = None  # `import importlib_resources` fails, as uninstalled
+from reskeras.data import DatasetUnavailableError, load_dataset
+from tests.tfds_files import local_network, write_cifar10_binary
+write_cifar10_binary(sys.argv[1] + "/files", train_per_file=1, test=2)
+with local_network(sys.argv[1] + "/files"):
+    try:
+        load_dataset("cifar10", data_dir=sys.argv[1] + "/tfds")
+    except DatasetUnavailableError as error:
+        print("ERROR", error)
+"""
+
+
+def test_a_module_the_builder_lacks_is_named_not_blamed_on_the_network(tmp_path):
+    # tensorflow/datasets#11212: TFDS's builder imports importlib_resources (lazily, once per
+    # process, hence a fresh process) while it prepares; without it every download crashed
+    result = subprocess.run([sys.executable, "-c", MISSING_MODULE, str(tmp_path)],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    [message] = [line[6:] for line in result.stdout.splitlines() if line.startswith("ERROR ")]
+    assert "network" not in message
+    assert message.startswith("dataset 'cifar10': TFDS's builder needs a module that is not "
+                              "installed (ModuleNotFoundError: import of importlib_resources ")
+    assert message.endswith("`pip install importlib_resources`, then run again")
 
 
 def test_dataset_choices_and_image_size(digits):
@@ -270,7 +348,7 @@ def test_dataset_choices_and_image_size(digits):
     assert isinstance(big, ImageData) and big.info.input_shape == (16, 16, 1) and big.info.pad == 2
     assert big.info.preprocessing["resize"] == 16
     assert big.arrays("train")[0].shape == (1437, 16, 16, 1)
-    with tfds.testing.mock_data(num_examples=4):
+    with tfds.testing.mock_data(num_examples=4), local_network("unused"):
         nette = load_dataset("imagenette", image_size=72)
     pre = nette.info.preprocessing
     assert nette.info.input_shape == (72, 72, 3) and nette.info.pad == 9
@@ -278,7 +356,8 @@ def test_dataset_choices_and_image_size(digits):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(name="foo"), r"`dataset` must be 'digits', 'synthetic' or .* Received: dataset='foo'"),
+    (dict(name="foo"),
+     r"`dataset` must be 'digits', 'synthetic', 'folder:DIR' or .* Received: dataset='foo'"),
     (dict(name="imdb_reviews"), r"image classification dataset.* Received: dataset='imdb_reviews'"),
     (dict(name="digits", image_size=0),
      r"`image_size` must be a positive integer. Received: image_size=0"),

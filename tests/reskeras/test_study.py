@@ -158,3 +158,28 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
     assert exported.report.ok
     assert exported.metadata["user"] == {"study": str(out), "cell": best["name"],
                                          "final_test_error": best["final_test_error"]}
+
+
+@pytest.mark.slow  # 34 s: the paper preset's grid, shrunk, on a CIFAR-10 made here
+def test_paper_preset_runs_on_cifar10_prepared_by_tfds_real_builder(tmp_path, capsys):
+    from tests.tfds_files import prepare_cifar10
+
+    # the preset's batch is 128: 5 files of 26 images give 130 training images
+    prepare_cifar10(tmp_path / "tfds", tmp_path / "files", train_per_file=26, test=20)
+    out = tmp_path / "paper"
+    assert main(["study", "--preset", "paper", "--data-dir", str(tmp_path / "tfds"),
+                 "--depths", "8", "--seeds", "1", "--steps", "2", "--out", str(out)]) == 0, \
+        capsys.readouterr().err
+    saved = json.loads((out / "study.json").read_text())
+    assert (saved["preset"], saved["dataset"], saved["recipe"], saved["steps"]) == (
+        "paper", "cifar10", "paper", 2)
+    results = json.loads((out / "results.json").read_text())
+    assert [c["name"] for c in results["cells"]] == [
+        "plain8-bn-s0", "resnet8-bn-s0", "plain8-nobn-s0", "resnet8-nobn-s0"]
+    assert all(c["status"] == "finished" for c in results["cells"])
+    for cell in results["cells"]:
+        config = json.loads((out / "runs" / cell["name"] / "config.json").read_text())
+        assert config["dataset"]["data_dir"] == str(tmp_path / "tfds")
+        assert config["input_shape"] == [32, 32, 3] and config["training"]["total_steps"] == 2
+    assert set(results) >= {"lesion", "shattering", "landscape", "verdict"}
+    assert (out / "report.html").is_file() and json.loads((out / "verdict.json").read_text())

@@ -11,7 +11,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from reskeras import rundir
 from reskeras.recipes import learning_rate_at, make_plan
@@ -311,13 +310,21 @@ def test_non_finite_gradients_stop_and_keep_the_last_good_checkpoint(tmp_path):
     assert not os.path.exists(os.path.join(out, "model.keras"))
 
 
-def test_tfds_path_with_mock_data(tmp_path):
-    with tfds.testing.mock_data(num_examples=64):
-        result = train(small(tmp_path / "mnist", dataset="mnist", epochs=1, batch_size=32,
-                             model="resnet8"))
-    config = rundir.read_config(str(tmp_path / "mnist"))
-    assert config["input_shape"] == [28, 28, 1] and config["classes"] == 10
-    assert result.step == 2 and len(result.history) == 1
+def test_cli_trains_on_cifar10_prepared_by_tfds_real_builder(tmp_path, tiny_cifar10, capsys):
+    data_dir = tiny_cifar10[0]
+    out = tmp_path / "c10"
+    code = main(["train", "--model", "resnet8", "--width", "4", "--dataset", "cifar10",
+                 "--data-dir", data_dir, "--epochs", "2", "--batch-size", "16", "--recipe",
+                 "adam", "--xla", "off", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    config = rundir.read_config(str(out))
+    assert config["dataset"] == {"name": "cifar10", "data_dir": data_dir, "image_size": None,
+                                 "augment": True}
+    assert config["input_shape"] == [32, 32, 3] and config["class_names"][:2] == [
+        "airplane", "automobile"]
+    records = rundir.read_metrics(str(out))
+    assert [r["step"] for r in records] == [2, 4]  # 40 images, batches of 16
+    assert all(np.isfinite(r["val_loss"]) for r in records)
 
 
 # -- bad input: one line, exit code 2, nothing overwritten -------------------------------
