@@ -71,12 +71,16 @@ def quiet_tensorflow() -> None:
     warnings.filterwarnings("ignore", module=r"(tensorflow|tensorflow_datasets|tf_keras)\b")
 
 
+def mutes_library_import(environ, modules) -> bool:
+    """Whether ``import reskeras`` mutes TensorFlow's start-up (see the module docstring)."""
+    return not ("tensorflow" in modules or "TF_CPP_MIN_LOG_LEVEL" in environ
+                or environ.get("RESKERAS_VERBOSE", "") not in ("", "0"))
+
+
 def quiet_library_import() -> None:
     """A plain ``import reskeras`` prints nothing (see the module docstring for the opt-outs)."""
-    if ("tensorflow" in sys.modules or "TF_CPP_MIN_LOG_LEVEL" in os.environ
-            or os.environ.get("RESKERAS_VERBOSE", "") not in ("", "0")):
-        return
-    import_tensorflow_quietly()
+    if mutes_library_import(os.environ, sys.modules):
+        import_tensorflow_quietly()
 
 
 if running_as_command():

@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from reskeras import require_tensorflow_backend
+from reskeras._quiet import mutes_library_import
 
 
 def test_tensorflow_backend_is_accepted():
@@ -36,8 +37,12 @@ def test_import_reskeras_prints_nothing_even_when_tensorflow_runs_ops():
     assert (result.stdout, result.stderr) == ("(2, 10)\n", "")
 
 
-def test_reskeras_verbose_keeps_tensorflows_start_up_lines():
-    verbose = _python("import reskeras", RESKERAS_VERBOSE="1")
-    assert verbose.returncode == 0
-    # reskeras turns oneDNN on before TensorFlow loads; TensorFlow says so at import
-    assert "oneDNN custom operations are on" in verbose.stderr
+@pytest.mark.parametrize("environ, modules, mutes", [
+    ({}, {}, True),
+    ({"RESKERAS_VERBOSE": "0"}, {}, True),
+    ({"RESKERAS_VERBOSE": "1"}, {}, False),            # the user wants TensorFlow's lines
+    ({"TF_CPP_MIN_LOG_LEVEL": "0"}, {}, False),        # the user chose TensorFlow's level
+    ({}, {"tensorflow": object()}, False),             # imported before reskeras: too late
+])
+def test_who_keeps_tensorflows_start_up_lines(environ, modules, mutes):
+    assert mutes_library_import(environ, modules) is mutes
