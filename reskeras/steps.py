@@ -137,6 +137,17 @@ class StepFunctions:
         self._sync = tf.function(lambda: self.strategy.run(self._replica_sync))
         self.evaluate = tf.function(self._evaluate)
 
+    def release(self) -> None:
+        """Drops the traced functions at the end of a run; no steps can run afterwards.
+
+        Each ``tf.function`` here wraps a bound method of this object, a reference
+        cycle that only a full garbage collection would break. After this the
+        functions and their concrete functions go at once; their graphs, cyclic
+        inside TensorFlow, at the next collection.
+        """
+        self.train_chunk = self.evaluate = self._sync = None
+        self._compute = self._replica_fn = self._replica_eval_fn = None
+
     def check_xla(self, images: tf.TensorSpec, labels: tf.TensorSpec) -> str | None:
         """Lowers one replica's step to XLA HLO without running it (mode ``"check"``).
 

@@ -32,6 +32,7 @@ from reskeras import __version__, distribute, rundir
 from reskeras._backend import keras
 from reskeras.builders import build
 from reskeras.callbacks import ActivationStatsLogger, GradientNormLogger
+from reskeras.callbacks._logging import summary_scalar
 from reskeras.callbacks.activation_stats import PROBE_EXAMPLES
 from reskeras.data import load_dataset
 from reskeras.recipes import RECIPES, TrainingPlan, learning_rate_at, make_optimizer, make_plan
@@ -250,7 +251,7 @@ class _Run:
 
     def save_checkpoint(self, step: int, sums) -> None:
         self.steps.sync_moving_statistics()
-        self.step.assign(step)
+        self.step.assign(np.int64(step))  # not a Python int: see _summaries
         self.epoch_sums.assign(np.asarray(sums, dtype=np.float64))
         self.manager.save(checkpoint_number=step)  # every worker saves; non-chiefs to scratch
         self.last_checkpoint_step = step
@@ -298,6 +299,7 @@ class _Run:
             extra.append(GradientNormLogger(config.grad_norms_every))
         if config.activations_every:
             extra.append(ActivationStatsLogger(config.activations_every))
+        self.own_loggers = extra  # released with the run, however it ends
         return self.callbacks + extra
 
     def _epoch(self, step: int, callbacks, eval_data) -> int:
@@ -355,14 +357,15 @@ class _Run:
             board = rundir.path(self.run_dir, rundir.TENSORBOARD)
             self._writers = {part: tf.summary.create_file_writer(rundir.path(board, part))
                              for part in ("train", "validation")}
-        step = record["step"]
+        # arrays, not Python numbers: TF's scalar cache keeps every Python number it
+        # converts for the rest of the process (see callbacks._logging.summary_scalar)
+        step = np.int64(record["step"])
         with self._writers["train"].as_default():
-            tf.summary.scalar("loss", record["loss"], step=step)
-            tf.summary.scalar("accuracy", record["accuracy"], step=step)
-            tf.summary.scalar("learning_rate", record["lr"], step=step)
+            for tag, key in (("loss", "loss"), ("accuracy", "accuracy"), ("learning_rate", "lr")):
+                tf.summary.scalar(tag, summary_scalar(record[key]), step=step)
         with self._writers["validation"].as_default():
-            tf.summary.scalar("loss", record["val_loss"], step=step)
-            tf.summary.scalar("accuracy", record["val_accuracy"], step=step)
+            for tag, key in (("loss", "val_loss"), ("accuracy", "val_accuracy")):
+                tf.summary.scalar(tag, summary_scalar(record[key]), step=step)
         for writer in self._writers.values():
             writer.flush()
 
@@ -376,6 +379,24 @@ class _Run:
         rundir.write_json(rundir.path(self.run_dir, rundir.SUMMARY), {
             "status": status, "step": step, "final": metrics[-1] if metrics else None,
             "seconds": sum(r["seconds"] for r in metrics), "model": rundir.MODEL})
+
+    def release(self) -> None:
+        """Drops everything the run built for itself; the run object is spent afterwards.
+
+        Its traced functions (``StepFunctions`` holds them through bound methods, a
+        reference cycle), checkpoint manager, data pipelines and summary writers would
+        otherwise live until a full garbage collection, or as long as anything holds
+        the run (a kept exception's traceback does). The model stays with the caller
+        (``TrainResult.model``) and with the callbacks, as after ``fit``.
+        """
+        for writer in getattr(self, "_writers", {}).values():
+            writer.close()
+        for logger in getattr(self, "own_loggers", []):
+            logger.release()  # already done by on_train_end unless an exception skipped it
+        steps = getattr(self, "steps", None)
+        if steps is not None:
+            steps.release()
+        self.__dict__.clear()
 
     def _diverged(self, bad_step: int) -> None:
         if self.chief:
@@ -448,9 +469,35 @@ def train(config: TrainConfig, *, callbacks=None, strategy=None,
     from tensorflow.python.framework import config as tf_config  # no public "disable"
 
     deterministic_before = tf_config.is_op_determinism_enabled()
+    run = None
     try:
-        return _Run(config, callbacks, strategy, initial_weights).fit()
+        run = _Run(config, callbacks, strategy, initial_weights)
+        return run.fit()
+    except BaseException as error:
+        _clear_trainer_frames(error.__traceback__)
+        raise
     finally:
+        if run is not None:
+            run.release()
         # op determinism is process-wide: leave the process as it was (notebooks, tuner trials)
         if not deterministic_before and tf_config.is_op_determinism_enabled():
             tf_config.disable_op_determinism()
+
+
+def _clear_trainer_frames(trace) -> None:
+    """Clears the local variables of this module's finished frames in ``trace``.
+
+    The training loop's frames hold the epoch's iterator and dataset, the
+    evaluation pipeline and the callback list; an exception the caller keeps
+    (``TrainingDiverged`` in a tuner, ``pytest.raises``) would keep them alive
+    through its traceback. The traceback still prints every line; frames of other
+    modules (a callback that raised) keep their locals for debugging.
+    """
+    while trace is not None:
+        frame = trace.tb_frame
+        if frame.f_code.co_filename == __file__:
+            try:
+                frame.clear()
+            except RuntimeError:  # still executing (train() itself)
+                pass
+        trace = trace.tb_next

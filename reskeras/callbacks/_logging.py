@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import tensorflow as tf
 
 from reskeras import distribute, rundir
@@ -22,6 +23,19 @@ def check_every(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
     return value
+
+
+def summary_scalar(value) -> np.ndarray:
+    """``value`` as a 0-d float64 array, for ``tf.summary.scalar``.
+
+    TensorFlow converts a Python ``float`` or ``int`` (``np.float64`` included, a
+    ``float`` subclass) through a process-wide cache that keeps every distinct
+    value, and its tensor, for the rest of the process (about 0.7 KB each; Keras's
+    ``clear_session`` does not empty it). Summaries write fresh values every time,
+    so each run left its values behind. Arrays are converted without the cache; the
+    summary stores the same float32 value (``tf.summary.scalar`` casts either way).
+    """
+    return np.asarray(value, np.float64)
 
 
 def finite_or_none(value: float):
@@ -97,9 +111,9 @@ class StepLogger(keras.callbacks.Callback):
                 self._writers[board] = tf.summary.create_file_writer(board)
             with self._writers[board].as_default():
                 for tag, value in scalars.items():
-                    tf.summary.scalar(tag, value, step=step)
+                    tf.summary.scalar(tag, summary_scalar(value), step=np.int64(step))
                 for tag, value in (histograms or {}).items():
-                    tf.summary.histogram(tag, value, step=step)
+                    tf.summary.histogram(tag, value, step=np.int64(step))
             self._writers[board].flush()
 
     def _close_writers(self) -> None:
@@ -107,9 +121,17 @@ class StepLogger(keras.callbacks.Callback):
             writer.close()
         self._writers = {}
 
-    def on_train_end(self, logs=None):
+    def release(self) -> None:
+        """Closes the writers and drops what training set up (``on_train_end`` calls it).
+
+        The reskeras trainer also calls it on the loggers it created itself when a
+        run ends by an exception, which skips ``on_train_end``.
+        """
         self._close_writers()
         self._targets = None
+
+    def on_train_end(self, logs=None):
+        self.release()
 
 
 def _drop_records_from(jsonl: str, step: int) -> None:

@@ -142,6 +142,12 @@ class ActivationStatsLogger(StepLogger):
     def on_train_batch_end(self, batch, logs=None):
         self._maybe_record()
 
+    def release(self) -> None:
+        # the traced probe pass, its feature model and the probe would stay with a logger
+        # the caller keeps (as callbacks passed to training are): drop them with the run
+        self._measure = self._strategy = self._probe = self._entries = None
+        super().release()
+
     def _maybe_record(self, begin: bool = False) -> None:
         """Records at step 0 and whenever a multiple of the interval was reached or passed."""
         optimizer = self.model.optimizer

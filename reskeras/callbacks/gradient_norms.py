@@ -108,8 +108,11 @@ class GradientNormLogger(StepLogger):
 
     def on_train_end(self, logs=None):
         self._collect()
-        self._unhook()
         super().on_train_end(logs)
+
+    def release(self) -> None:
+        self._unhook()
+        super().release()
 
     # -- in the compiled step --------------------------------------------------
     def _hook(self, optimizer) -> None:
