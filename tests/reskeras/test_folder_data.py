@@ -189,7 +189,7 @@ def test_cli_trains_on_a_folder_and_refuses_a_bad_one_without_a_run_dir(tmp_path
     assert "img03.png" in err[0] and not (tmp_path / "run2").exists()
 
 
-@pytest.mark.slow  # 110 s on 2 busy cores: a study, a search and a verified export of a folder
+@pytest.mark.slow  # 40 s (110 s on busy cores): a study, a search and a verified export
 def test_a_folder_serves_study_tune_and_export(tmp_path, capsys):
     from export import export_savedmodel
     from tuning import read_leaderboard

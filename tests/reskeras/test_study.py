@@ -160,7 +160,7 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
                                          "final_test_error": best["final_test_error"]}
 
 
-@pytest.mark.slow  # 34 s: the paper preset's grid, shrunk, on a CIFAR-10 made here
+@pytest.mark.slow  # 22-34 s: the paper preset's grid, shrunk, on a CIFAR-10 made here
 def test_paper_preset_runs_on_cifar10_prepared_by_tfds_real_builder(tmp_path, capsys):
     from tests.tfds_files import prepare_cifar10
 
