@@ -101,7 +101,11 @@ def _held_out(by_class: dict[str, list[str]]):
 def _layout(name: str, root: str):
     """``(train {class: files}, test {class: files}, test split name)``, checked."""
     test_dir = next((s for s in TEST_SPLITS if tf.io.gfile.isdir(os.path.join(root, s))), None)
-    if test_dir and tf.io.gfile.isdir(os.path.join(root, "train")):
+    has_train = tf.io.gfile.isdir(os.path.join(root, "train"))
+    if test_dir and not has_train:  # "test" would silently become a class
+        raise _error(name, f"with a {test_dir}/ folder must also hold train/ ({root}/train/CLASS/"
+                           "...); without both, every sub-folder is a class")
+    if test_dir and has_train:
         train = _images_by_class(os.path.join(root, "train"))
         test = _images_by_class(os.path.join(root, test_dir))
         unknown = sorted(set(test) - set(train))

@@ -64,11 +64,14 @@ def test_held_out_layout_gives_a_fixed_stratified_split_of_the_exact_pixels(tmp_
     np.testing.assert_allclose(mean, data.arrays("train")[0].mean(axis=0) / 255, atol=1e-12)
 
 
-def test_train_and_test_folders_are_the_splits_and_grayscale_keeps_one_channel(tmp_path):
+@pytest.mark.parametrize("test_dir", ["test", "validation"])
+def test_train_and_test_folders_are_the_splits_and_grayscale_keeps_one_channel(tmp_path,
+                                                                               test_dir):
     train = make_classes(tmp_path / "d" / "train", {"a": 3, "b": 4}, shape=(9, 9, 1))
-    test = make_classes(tmp_path / "d" / "test", {"b": 2}, shape=(9, 9, 1))
+    test = make_classes(tmp_path / "d" / test_dir, {"b": 2}, shape=(9, 9, 1))
     data = load_dataset(f"folder:{tmp_path / 'd'}")
     assert (data.info.train_examples, data.info.test_examples) == (7, 2)
+    assert data.info.test_split == test_dir
     assert data.info.input_shape == (9, 9, 1) and data.info.class_names == ("a", "b")
     images, labels = data.arrays("test")
     assert labels.tolist() == [1, 1]
@@ -151,6 +154,8 @@ def test_a_large_folder_is_streamed_with_the_same_examples(tmp_path, monkeypatch
      r"test classes must also be training classes: test/ has 'z', train/ does not"),
     (lambda root: (write_images(root / "a", 1), write_images(root / "b", 1)),
      r"must leave images for the test split"),
+    (lambda root: (write_images(root / "a", 2), write_images(root / "test" / "a", 2)),
+     r"with a test/ folder must also hold train/ .*; without both, every sub-folder is a class"),
 ])
 def test_bad_folders_fail_before_training_with_one_line_naming_the_cause(tmp_path, setup,
                                                                          message):
