@@ -31,13 +31,11 @@ import tensorflow as tf
 
 from reskeras import preprocessing as prep
 from reskeras.preprocessing import normalize
-from reskeras.sources import embedded, folder, tfds_source
+from reskeras.sources import DATASET_CHOICES, embedded, folder, tfds_source
 from reskeras.sources import split as split_module
 from reskeras.sources.split import STREAM_MEAN_EXAMPLES, Split
 from reskeras.sources.tfds_source import DatasetUnavailableError
 
-DATASET_CHOICES = ("digits", "synthetic", "cifar10", "cifar100", "mnist", "fashion_mnist",
-                   "svhn_cropped", "imagenette")
 _SHUFFLE_BLOCK_BYTES = 256 * 2**20
 
 

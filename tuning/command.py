@@ -112,7 +112,6 @@ def add_parser(subparsers, name: str) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from reskeras.data import canonical_name
     from tuning.search import SearchConfig
 
     if args.plain and args.search_residual:
@@ -122,8 +121,7 @@ def config_from_args(args: argparse.Namespace):
         raise UsageError("--depths and --stage-blocks exclude each other. "
                          f"Received: depths={args.depths}, stage_blocks={args.stage_blocks}")
     return SearchConfig(
-        out=args.out, dataset=canonical_name(args.dataset), data_dir=args.data_dir,
-        image_size=args.image_size,
+        out=args.out, dataset=args.dataset, data_dir=args.data_dir, image_size=args.image_size,
         tuner=args.tuner, objective=args.objective, max_trials=args.max_trials,
         max_epochs=args.max_epochs, family=args.family, block=args.block,
         depths=_tuple(args.depths), stage_blocks=_tuple(args.stage_blocks),

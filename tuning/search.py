@@ -102,6 +102,11 @@ class SearchConfig:
     verbose: int = 0
     subprocess_per_trial: bool = False
 
+    def __post_init__(self):
+        from reskeras.data import canonical_name
+
+        self.dataset = canonical_name(self.dataset)  # folder:DIR recorded absolute
+
     def validate(self) -> None:
         check_tuner_name(self.tuner)
         for name in ("max_trials", "max_epochs", "grad_norms_every", "factor",

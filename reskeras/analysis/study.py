@@ -26,6 +26,7 @@ import numpy as np
 from reskeras import rundir
 from reskeras.analysis.gradient_flow import gradient_summary
 from reskeras.analysis.records import read_jsonl
+from reskeras.preprocessing import check_int
 
 PRESETS = {
     # quick: Adam, because the paper's SGD schedule (lr /10 at 50% and 75%) needs far more
@@ -61,10 +62,13 @@ class StudyConfig:
     strategy: str = "auto"
     analyses: tuple[str, ...] = ("lesion", "shattering", "landscape")
 
-    @classmethod
-    def from_preset(cls, preset: str, out: str, **overrides) -> "StudyConfig":
+    def __post_init__(self):
         from reskeras.data import canonical_name
 
+        self.dataset = canonical_name(self.dataset)  # folder:DIR recorded absolute
+
+    @classmethod
+    def from_preset(cls, preset: str, out: str, **overrides) -> "StudyConfig":
         if preset not in PRESETS:
             raise ValueError(f"`preset` must be one of {', '.join(map(repr, PRESETS))}. "
                              f"Received: preset={preset!r}")
@@ -72,7 +76,6 @@ class StudyConfig:
         if overrides.get("steps") is not None:
             values["epochs"] = None
         config = cls(out=out, preset=preset, **values)
-        config.dataset = canonical_name(config.dataset)
         config.validate()
         return config
 
@@ -86,6 +89,9 @@ class StudyConfig:
         if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
             raise ValueError(f"`seeds` must be non-negative integers. "
                              f"Received: seeds={list(self.seeds)}")
+        check_int("batch_size", self.batch_size, 1)
+        if self.image_size is not None:
+            check_int("image_size", self.image_size, 1)
         unknown = sorted(set(self.analyses) - {"lesion", "shattering", "landscape"})
         if unknown:
             raise ValueError("`analyses` must be among 'lesion', 'shattering', 'landscape'. "
@@ -127,8 +133,8 @@ def train_cell(config: StudyConfig, cell: Cell, verbose: int = 0) -> str:
         result = train(TrainConfig(
             out=out, depth=cell.depth, family="cifar", plain=not cell.residual,
             batch_norm=cell.batch_norm, dataset=config.dataset, data_dir=config.data_dir,
-            image_size=config.image_size, recipe=config.recipe, epochs=config.epochs, steps=config.steps,
-            batch_size=config.batch_size, seed=cell.seed, strategy=config.strategy,
+            image_size=config.image_size, recipe=config.recipe, epochs=config.epochs,
+            steps=config.steps, batch_size=config.batch_size, seed=cell.seed, strategy=config.strategy,
             grad_norms_every=config.grad_norms_every,
             activations_every=config.activations_every, verbose=verbose))
     except TrainingDiverged:

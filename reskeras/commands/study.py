@@ -56,11 +56,6 @@ def add_parser(subparsers, name: str) -> None:
 def run_study(args: argparse.Namespace) -> int:
     from reskeras.analysis.study import StudyConfig, run_study as run
 
-    for name in ("image_size", "batch_size"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer. "
-                             f"Received: {name}={value}")
     if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds must be a positive integer. Received: seeds={args.seeds}")
     if args.epochs is not None and args.steps is not None:

@@ -12,4 +12,8 @@ is the one entry point that chooses the source and computes the normalization.
 
 from reskeras.sources.split import IN_MEMORY_LIMIT_BYTES, STREAM_MEAN_EXAMPLES, Source, Split
 
-__all__ = ["IN_MEMORY_LIMIT_BYTES", "STREAM_MEAN_EXAMPLES", "Source", "Split"]
+# The usual names, for messages and docs; any TFDS image classification dataset loads.
+DATASET_CHOICES = ("digits", "synthetic", "cifar10", "cifar100", "mnist", "fashion_mnist",
+                   "svhn_cropped", "imagenette")
+
+__all__ = ["DATASET_CHOICES", "IN_MEMORY_LIMIT_BYTES", "STREAM_MEAN_EXAMPLES", "Source", "Split"]

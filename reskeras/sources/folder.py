@@ -32,9 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from reskeras import preprocessing as prep
-from reskeras.sources import split as split_module
-from reskeras.sources.split import Source, Split
-from reskeras.sources.tfds_source import DEFAULT_IMAGE_SIZE
+from reskeras.sources.split import DEFAULT_IMAGE_SIZE, Source, Split, fits_in_memory
 
 PREFIX = "folder:"
 EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -206,7 +204,7 @@ def load(name: str, image_size: int | None = None) -> Source:
     splits = {}
     for key, (paths, labels) in listed.items():
         paths = paths.astype(str)
-        keep = len(paths) * int(np.prod(shape)) <= split_module.IN_MEMORY_LIMIT_BYTES
+        keep = fits_in_memory(len(paths), shape)
         arrays = _read(name, paths, labels, channels, size, shape, keep)
         splits[key] = (Split(len(paths), arrays=arrays) if keep else Split(
             len(paths), stream=functools.partial(_pairs, paths, labels, channels, size, shape)))

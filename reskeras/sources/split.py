@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+import numpy as np
 import tensorflow as tf
 
 # A split whose decoded uint8 images fit under this is held in memory (CIFAR-10 train: 150 MB,
@@ -12,6 +13,12 @@ import tensorflow as tf
 # graph (measured: ~6 s for 1.5 GB), so beyond this the split is streamed every epoch.
 IN_MEMORY_LIMIT_BYTES = 2 * 2**30
 STREAM_MEAN_EXAMPLES = 10_000  # streamed data: the mean is taken over this many images
+DEFAULT_IMAGE_SIZE = 224  # sources whose images vary in size (imagenette, most folders)
+
+
+def fits_in_memory(count: int, shape) -> bool:
+    """Whether ``count`` decoded uint8 images of ``shape`` are held in memory."""
+    return count * int(np.prod(shape)) <= IN_MEMORY_LIMIT_BYTES
 
 
 class Split:
@@ -60,4 +67,5 @@ class Source:
     augment: str = "pad_crop_flip"
 
 
-__all__ = ["IN_MEMORY_LIMIT_BYTES", "STREAM_MEAN_EXAMPLES", "Source", "Split"]
+__all__ = ["DEFAULT_IMAGE_SIZE", "IN_MEMORY_LIMIT_BYTES", "STREAM_MEAN_EXAMPLES", "Source",
+           "Split", "fits_in_memory"]

@@ -17,10 +17,9 @@ import numpy as np
 import tensorflow as tf
 
 from reskeras import preprocessing as prep
-from reskeras.sources import split as split_module
-from reskeras.sources.split import Source, Split
+from reskeras.sources import DATASET_CHOICES
+from reskeras.sources.split import DEFAULT_IMAGE_SIZE, Source, Split, fits_in_memory
 
-DEFAULT_IMAGE_SIZE = 224  # for TFDS datasets whose images vary in size (imagenette)
 # Flipping a digit makes another symbol (or none): these get pad+crop only.
 NO_FLIP = frozenset({"mnist", "svhn_cropped", "emnist", "kmnist", "binarized_mnist"})
 
@@ -90,8 +89,6 @@ def ensure_prepared(builder, name: str) -> None:
 
 
 def name_error(name) -> ValueError:
-    from reskeras.data import DATASET_CHOICES
-
     examples = ", ".join(repr(n) for n in DATASET_CHOICES if n not in ("digits", "synthetic"))
     return ValueError(
         "`dataset` must be 'digits', 'synthetic', 'folder:DIR' or the name of a TFDS image "
@@ -142,7 +139,7 @@ def load(name: str, data_dir, image_size) -> Source:
         # Split sizes are unknown under tfds.testing.mock_data only: count the examples then.
         count = (splits[split].num_examples if split in splits
                  else int(stream(split).reduce(0, lambda n, _: n + 1)))
-        if count * int(np.prod(shape)) <= split_module.IN_MEMORY_LIMIT_BYTES:
+        if fits_in_memory(count, shape):
             arrays = prep.read_arrays(stream(split))
             sources[key] = Split(len(arrays[1]), arrays=arrays)
         else:
@@ -151,5 +148,5 @@ def load(name: str, data_dir, image_size) -> Source:
     return Source(name, sources, tuple(found["label"].names), test_split, size, augment)
 
 
-__all__ = ["DEFAULT_IMAGE_SIZE", "DatasetUnavailableError", "NO_FLIP", "ensure_prepared", "load",
+__all__ = ["DatasetUnavailableError", "NO_FLIP", "ensure_prepared", "load",
            "name_error"]
