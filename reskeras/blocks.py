@@ -15,7 +15,16 @@ Choices that differ between frameworks, made explicit here:
 * Convs use ``he_normal`` (He et al. 2015, fan-in) and no bias when a BN
   follows; without BN (``batch_norm=False``) they have a bias.
 * v1 puts the stride on the 3x3 conv of a bottleneck (torchvision, "ResNet
-  v1.5"); strided convs use ``padding="same"`` (TensorFlow's asymmetric pad).
+  v1.5").
+* Strided convs and the ImageNet stem pool pad as the reference ResNets do
+  (``spec.padding="symmetric"``): ``(k - 1) // 2`` zeros on every side in a
+  ``ZeroPadding2D`` named ``{conv}_pad`` (``stem_conv_pad``,
+  ``stage2_block1_conv1_pad``, ``stem_pool_pad``), then a ``"valid"`` conv.
+  TensorFlow's ``padding="same"`` pads only bottom/right for even inputs: same
+  shapes, but torchvision's weights give logits 9% off, and a strided 3x3 conv
+  then looks one pixel off the option-A shortcut's subsampled grid.
+  ``spec.padding="tf_same"`` keeps it. Stride-1 convs use ``"same"`` (already
+  symmetric for odd kernels).
 * v2 (He 2016) blocks start with BN-ReLU; the projection shortcut reads that
   pre-activation, an identity or zero-pad shortcut reads the raw input, and
   the net ends with ``head_bn``/``head_relu``. The block output is a
@@ -27,7 +36,7 @@ from __future__ import annotations
 
 from reskeras._backend import keras
 
-from reskeras.layers import FusedBatchNormalization, ZeroPadShortcut
+from reskeras.layers import FusedBatchNormalization, NegativeInfinityPadding2D, ZeroPadShortcut
 from reskeras.specs import EXPANSION, ArchSpec
 
 BN_MOMENTUM = 0.9
@@ -35,10 +44,30 @@ BN_EPSILON = 1e-5
 CONV_INITIALIZER = "he_normal"
 
 
+def _reference_padding(spec: ArchSpec, strides: int) -> bool:
+    return strides > 1 and spec.padding == "symmetric"
+
+
 def conv(x, filters: int, kernel_size: int, strides: int, name: str, spec: ArchSpec):
+    padding = "same"
+    if _reference_padding(spec, strides):
+        padding = "valid"
+        if kernel_size > 1:  # a strided 1x1 conv reads the same pixels either way
+            x = keras.layers.ZeroPadding2D((kernel_size - 1) // 2, name=f"{name}_pad")(x)
     return keras.layers.Conv2D(
-        filters, kernel_size, strides=strides, padding="same", use_bias=not spec.batch_norm,
+        filters, kernel_size, strides=strides, padding=padding, use_bias=not spec.batch_norm,
         kernel_initializer=CONV_INITIALIZER, name=name)(x)
+
+
+def max_pool(x, spec: ArchSpec, after_relu: bool):
+    """The ImageNet stem's 3x3/2 max pool; with reference padding, padded values never win."""
+    if not _reference_padding(spec, 2):
+        return keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    # After a ReLU every value is >= 0, so zeros pad exactly like PyTorch's -inf
+    # (keras.applications does the same); before one (v2), pad with -inf.
+    pad = keras.layers.ZeroPadding2D if after_relu else NegativeInfinityPadding2D
+    x = pad(1, name="stem_pool_pad")(x)
+    return keras.layers.MaxPooling2D(3, strides=2, padding="valid", name="stem_pool")(x)
 
 
 def batch_norm(x, name: str, spec: ArchSpec, zero_gamma: bool = False):
@@ -64,7 +93,7 @@ def stem(x, spec: ArchSpec):
         x = batch_norm(x, "stem_bn", spec)
         x = relu(x, "stem_relu")
     if spec.family == "imagenet":
-        x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+        x = max_pool(x, spec, after_relu=spec.version == "v1")
     return x
 
 

@@ -124,7 +124,8 @@ def build(spec: ArchSpec, *, include_top: bool = True, input_tensor=None, input_
 def build_resnet(depth: int, *, family: str | None = None, block: str | None = None,
                  width: int | None = None, version: str = "v1", shortcut: str | None = None,
                  residual: bool = True, batch_norm: bool = True,
-                 zero_init_residual: bool = False, include_top: bool = True,
+                 zero_init_residual: bool = False, padding: str = "symmetric",
+                 include_top: bool = True,
                  input_tensor=None, input_shape=None, pooling: str | None = None,
                  classes: int | None = None,
                  classifier_activation: str | Callable | None = "softmax",
@@ -150,6 +151,10 @@ def build_resnet(depth: int, *, family: str | None = None, block: str | None = N
         batch_norm: ``False`` drops BatchNorm (convs get a bias).
         zero_init_residual: start each residual branch at zero by zeroing its
             last BN gamma (Goyal et al. 2017). Needs residual and BN.
+        padding: ``"symmetric"`` pads strided convs and the ImageNet stem pool
+            on both sides as Torch, torchvision, timm and keras.applications
+            do (needed for their weights); ``"tf_same"`` uses TensorFlow's
+            ``padding="same"`` (bottom/right only for even inputs).
         include_top: end with global average pooling and a ``classes``-way
             ``predictions`` layer.
         input_tensor: optional Keras or backend tensor to build on.
@@ -175,7 +180,7 @@ def build_resnet(depth: int, *, family: str | None = None, block: str | None = N
     """
     spec = resolve_spec(depth, family=family, block=block, width=width, version=version,
                         shortcut=shortcut, residual=residual, batch_norm=batch_norm,
-                        zero_init_residual=zero_init_residual)
+                        zero_init_residual=zero_init_residual, padding=padding)
     return build(spec, include_top=include_top, input_tensor=input_tensor,
                  input_shape=input_shape, pooling=pooling, classes=classes,
                  classifier_activation=classifier_activation, name=name)
@@ -198,7 +203,7 @@ def build_plain(depth: int, **kwargs) -> keras.Model:
     return build_resnet(depth, residual=False, **kwargs)
 
 
-_ARCH_OVERRIDES = ("version", "shortcut", "batch_norm", "zero_init_residual")
+_ARCH_OVERRIDES = ("version", "shortcut", "batch_norm", "zero_init_residual", "padding")
 
 
 def build_model(spec_or_name: ArchSpec | str | dict[str, Any], *, depth: int | None = None,
@@ -210,8 +215,8 @@ def build_model(spec_or_name: ArchSpec | str | dict[str, Any], *, depth: int | N
             an ``ArchSpec``, or ``ArchSpec.to_config()`` output (as stored in
             a run's config.json).
         depth, width: rescale the spec (:func:`reskeras.specs.scale`).
-        **kwargs: ``version``, ``shortcut``, ``batch_norm`` or
-            ``zero_init_residual`` to override the spec, plus any of the
+        **kwargs: ``version``, ``shortcut``, ``batch_norm``,
+            ``zero_init_residual`` or ``padding`` to override the spec, plus any of the
             ``keras.applications``-style arguments of :func:`build_resnet`.
 
     Example:

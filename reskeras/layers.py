@@ -18,8 +18,10 @@ class ZeroPadShortcut(keras.layers.Layer):
 
     ``y = pad_channels(x[:, ::stride, ::stride, :])``: the new channels are
     appended after the existing ones, so the identity part of the signal keeps
-    its channel index. The output size of a strided ``padding="same"`` conv,
-    ``ceil(size / stride)``, is exactly what the slice returns. The subsampling
+    its channel index. The output size of a strided conv (reference or
+    ``"same"`` padding), ``ceil(size / stride)``, is exactly what the slice
+    returns, and with reference padding the slice keeps the pixels the strided
+    3x3 conv is centred on. The subsampling
     runs as a 1x1 average pool with that stride (bit-identical to the slice: the
     mean of one value is the value), which TensorFlow's oneDNN pooling kernels do
     with their gradient about 2.5x faster than ``StridedSlice`` and its
@@ -63,6 +65,30 @@ class ZeroPadShortcut(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "strides": self.strides}
+
+
+@keras.saving.register_keras_serializable(package="reskeras")
+class NegativeInfinityPadding2D(keras.layers.ZeroPadding2D):
+    """``ZeroPadding2D`` that pads with ``-inf`` instead of zeros.
+
+    Before a "valid" max pool it reproduces PyTorch's ``MaxPool2d(padding=p)``
+    (padded positions never win) on inputs of any sign: the v2 ImageNet stem
+    pools a conv output that no ReLU has made non-negative.
+
+    Example:
+
+    >>> import numpy as np
+    >>> NegativeInfinityPadding2D(1)(-np.ones((1, 1, 1, 1), "float32")).numpy().min()
+    -inf
+    """
+
+    def call(self, inputs):
+        (top, bottom), (left, right) = self.padding
+        if self.data_format == "channels_first":
+            pads = [[0, 0], [0, 0], [top, bottom], [left, right]]
+        else:
+            pads = [[0, 0], [top, bottom], [left, right], [0, 0]]
+        return ops.pad(inputs, pads, constant_values=float("-inf"))
 
 
 @keras.saving.register_keras_serializable(package="reskeras")

@@ -27,6 +27,13 @@ FAMILIES = ("cifar", "imagenet")
 BLOCKS = ("basic", "bottleneck")
 VERSIONS = ("v1", "v2")
 SHORTCUTS = ("A", "B", "C")
+# How strided convs and the ImageNet stem pool pad. "symmetric": (k - 1) // 2 zeros on every
+# side, then a "valid" conv, as Torch, torchvision, timm, Caffe and keras.applications do (the
+# only way published weights compute what they were trained to). "tf_same": TensorFlow's
+# padding="same", which for even inputs pads only bottom/right (same shapes, other function).
+PADDINGS = ("symmetric", "tf_same")
+# Spec configs written before reskeras recorded `padding` were built with TensorFlow's "same".
+LEGACY_PADDING = "tf_same"
 
 # Layers per block that carry a conv on the main path (the depth count of He 2015).
 CONVS_PER_BLOCK = {"basic": 2, "bottleneck": 3}
@@ -73,6 +80,10 @@ class ArchSpec:
         residual: ``False`` gives the plain twin (same layers, no shortcuts).
         batch_norm: ``False`` drops BatchNorm and gives convs a bias.
         zero_init_residual: zero the last BN gamma of each residual branch.
+        padding: ``"symmetric"`` (default: the reference ResNets' explicit zero
+            padding on both sides before every strided conv and the ImageNet
+            stem pool) or ``"tf_same"`` (TensorFlow's ``padding="same"``,
+            bottom/right only for even inputs; what reskeras built before 0.2).
     """
 
     family: str
@@ -85,9 +96,11 @@ class ArchSpec:
     residual: bool = True
     batch_norm: bool = True
     zero_init_residual: bool = False
+    padding: str = "symmetric"
 
     def __post_init__(self):
         _check_choice("family", self.family, FAMILIES)
+        _check_choice("padding", self.padding, PADDINGS)
         _check_choice("block", self.block, BLOCKS)
         _check_choice("version", self.version, VERSIONS)
         _check_choice("shortcut", self.shortcut, SHORTCUTS)
@@ -123,7 +136,8 @@ class ArchSpec:
     def name(self) -> str:
         """Registry-style name with a suffix for each non-default choice.
 
-        ``resnet56``, ``plain56``, ``resnet50_cifar``, ``resnet20_v2_B_w32``, ``plain20_nobn``.
+        ``resnet56``, ``plain56``, ``resnet50_cifar``, ``resnet20_v2_B_w32``, ``plain20_nobn``,
+        ``resnet50_tfsame``.
         """
         parts = [f"{'resnet' if self.residual else 'plain'}{self.depth}"]
         if self.family != default_family(self.depth):
@@ -140,6 +154,8 @@ class ArchSpec:
             parts.append("nobn")
         if self.zero_init_residual:
             parts.append("zeroinit")
+        if self.padding != "symmetric":
+            parts.append("tfsame")
         return "_".join(parts)
 
     def to_config(self) -> dict[str, Any]:
@@ -151,6 +167,15 @@ class ArchSpec:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "ArchSpec":
+        """The spec of a :meth:`to_config` dict.
+
+        A dict without ``padding`` was written before reskeras recorded it (run
+        dirs, tuner dirs and exports of reskeras 0.1), when every strided conv
+        used TensorFlow's ``"same"``: it rebuilds as ``padding="tf_same"``, so
+        saved weights keep computing what they were trained to.
+        """
+        if isinstance(config, dict) and "padding" not in config:
+            config = {**config, "padding": LEGACY_PADDING}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(config) - known)
         if unknown:
@@ -209,7 +234,7 @@ def default_family(depth: int) -> str:
 def resolve_spec(depth: int, *, family: str | None = None, block: str | None = None,
                  width: int | None = None, version: str = "v1", shortcut: str | None = None,
                  residual: bool = True, batch_norm: bool = True,
-                 zero_init_residual: bool = False) -> ArchSpec:
+                 zero_init_residual: bool = False, padding: str = "symmetric") -> ArchSpec:
     """Turns builder arguments into an :class:`ArchSpec`, validating each one.
 
     Args:
@@ -221,7 +246,7 @@ def resolve_spec(depth: int, *, family: str | None = None, block: str | None = N
         block: ``None`` picks the block of the paper row or the rule above.
         width: base filters of the first stage (later stages double it);
             defaults to 16 (CIFAR) or 64 (ImageNet). The stem scales with it.
-        version, shortcut, residual, batch_norm, zero_init_residual: see
+        version, shortcut, residual, batch_norm, zero_init_residual, padding: see
             :class:`ArchSpec`; ``shortcut=None`` is A for CIFAR, B for ImageNet.
     """
     if not _is_int(depth) or depth < 1:
@@ -254,14 +279,14 @@ def resolve_spec(depth: int, *, family: str | None = None, block: str | None = N
                     stem_width=width, version=version,
                     shortcut=default_shortcut if shortcut is None else shortcut,
                     residual=bool(residual), batch_norm=bool(batch_norm),
-                    zero_init_residual=bool(zero_init_residual))
+                    zero_init_residual=bool(zero_init_residual), padding=padding)
 
 
 def scale(spec: ArchSpec, *, depth: int | None = None, width: int | None = None) -> ArchSpec:
     """The same architecture at another depth and/or base width (for the tuner).
 
     Everything but the stage depths and widths is kept: family, version,
-    shortcut option, residual, BatchNorm. The block type is kept too, so a
+    shortcut option, residual, BatchNorm, padding. The block type is kept too, so a
     bottleneck spec only accepts bottleneck depths.
     """
     if depth is None and width is None:
@@ -270,7 +295,7 @@ def scale(spec: ArchSpec, *, depth: int | None = None, width: int | None = None)
                         block=spec.block, width=spec.widths[0] if width is None else width,
                         version=spec.version, shortcut=spec.shortcut, residual=spec.residual,
                         batch_norm=spec.batch_norm,
-                        zero_init_residual=spec.zero_init_residual)
+                        zero_init_residual=spec.zero_init_residual, padding=spec.padding)
 
 
 def _paper_rows() -> dict[str, ArchSpec]:

@@ -25,7 +25,7 @@ class TrainConfig:
         out: run directory (created; local path or ``gs://``).
         model: registry name such as ``"resnet20"`` or ``"plain56"``.
         depth: depth for ``build_resnet``/``build_plain`` (with ``plain``, ``width``,
-            ``version``, ``shortcut``, ``batch_norm``, ``family``).
+            ``version``, ``shortcut``, ``padding``, ``batch_norm``, ``family``).
         arch: an ``ArchSpec`` or its ``to_config()`` dict (the tuner passes this).
         dataset: ``"digits"`` (default, offline), ``"synthetic"``, a TFDS name or
             ``"folder:DIR"`` (recorded with DIR made absolute).
@@ -61,6 +61,7 @@ class TrainConfig:
     width: int | None = None
     version: str | None = None
     shortcut: str | None = None
+    padding: str | None = None
     batch_norm: bool = True
     arch: dict | ArchSpec | None = None
     dataset: str = "digits"
@@ -133,7 +134,8 @@ class TrainConfig:
         """The architecture spec this config names (validated by the spec table)."""
         if self.arch is not None:
             return self.arch if isinstance(self.arch, ArchSpec) else ArchSpec.from_config(self.arch)
-        overrides = {"version": self.version, "shortcut": self.shortcut}
+        overrides = {"version": self.version, "shortcut": self.shortcut,
+                     "padding": self.padding}
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if not self.batch_norm:
             overrides["batch_norm"] = False

@@ -22,7 +22,7 @@ import contextlib
 import sys
 
 from reskeras.cli import UsageError, add_command
-from reskeras.specs import FAMILIES, SHORTCUTS, VERSIONS
+from reskeras.specs import FAMILIES, PADDINGS, SHORTCUTS, VERSIONS
 
 _STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
 
@@ -59,6 +59,9 @@ def add_parser(subparsers, name: str) -> None:
     space.add_argument("--weight-decays", type=float, nargs="+", metavar="WD",
                        help="weight decays (default: the recipe's)")
     space.add_argument("--no-bn", action="store_true", help="no BatchNorm in any candidate")
+    space.add_argument("--padding", choices=PADDINGS, default="symmetric",
+                       help="strided convs of every candidate: symmetric (default, as "
+                            "torchvision/timm) or tf_same (TensorFlow's bottom/right 'same')")
     budget = parser.add_argument_group("tuner and budget")
     budget.add_argument("--tuner", default="hyperband",
                         help="hyperband (default), bayesian, random or grid")
@@ -129,6 +132,7 @@ def config_from_args(args: argparse.Namespace):
         residual=not args.plain, versions=_tuple(args.versions),
         shortcuts=_tuple(args.shortcuts), lrs=_tuple(args.lrs),
         weight_decays=_tuple(args.weight_decays), batch_norm=not args.no_bn,
+        padding=args.padding,
         max_params=args.max_params, max_flops=args.max_flops, recipe=args.recipe,
         batch_size=args.batch_size, seed=args.seed, grad_norms_every=args.grad_norms_every,
         strategy=args.strategy, cpu_replicas=args.cpu_replicas,

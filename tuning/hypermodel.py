@@ -42,14 +42,15 @@ import os
 import keras_tuner as kt
 
 from reskeras import rundir
-from reskeras.specs import (FAMILIES, SHORTCUTS, VERSIONS, ArchSpec, resolve_spec,
-                            valid_depths)
+from reskeras.specs import (FAMILIES, LEGACY_PADDING, PADDINGS, SHORTCUTS, VERSIONS, ArchSpec,
+                            resolve_spec, valid_depths)
 from reskeras.train_config import TrainConfig
 
 DEFAULT_DEPTHS = {"cifar": (8, 14, 20, 26, 32), "imagenet": (18, 34, 50)}
 DEFAULT_WIDTHS = {"cifar": (8, 16, 32), "imagenet": (32, 64)}
 # TrainConfig fields the hypermodel sets itself; everything else may be passed on
 _OWN_FIELDS = {"out", "model", "depth", "plain", "family", "width", "version", "shortcut",
+               "padding",
                "batch_norm", "arch", "epochs", "steps", "lr", "weight_decay", "resume"}
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
@@ -101,6 +102,8 @@ class ResNetHyperModel(kt.HyperModel):
         version, shortcut, lr, weight_decay: one value (fixed) or a list (searched);
             ``None`` (default) keeps the spec table's / recipe's default.
         batch_norm: BatchNorm in every candidate (default True).
+        padding: how every candidate's strided convs pad (``"symmetric"``, the
+            default, or ``"tf_same"``; see :class:`reskeras.specs.ArchSpec`).
         dataset, data_dir, recipe, batch_size, strategy, seed, grad_norms_every:
             passed to :class:`reskeras.train_config.TrainConfig` for every trial.
         epochs: epochs of a trial when neither the tuner nor ``fit`` says (Hyperband
@@ -114,7 +117,8 @@ class ResNetHyperModel(kt.HyperModel):
                  block: str | None = None, depths=None, stage_blocks=None, widths=None,
                  search_residual: bool = False, residual: bool = True, version=None,
                  shortcut=None, lr=None, weight_decay=None, batch_norm: bool = True,
-                 dataset: str = "digits", data_dir: str | None = None, recipe: str = "adam",
+                 padding: str = "symmetric", dataset: str = "digits",
+                 data_dir: str | None = None, recipe: str = "adam",
                  batch_size: int | None = None, epochs: int | None = None,
                  strategy: str = "auto", seed: int = 0, grad_norms_every: int | None = 4,
                  train_options: dict | None = None, verbose: int = 0, name: str = "resnet"):
@@ -125,7 +129,8 @@ class ResNetHyperModel(kt.HyperModel):
             "block": block, "depths": depths, "stage_blocks": stage_blocks, "widths": widths,
             "search_residual": search_residual, "residual": residual, "version": version,
             "shortcut": shortcut, "lr": lr, "weight_decay": weight_decay,
-            "batch_norm": batch_norm, "dataset": dataset, "data_dir": data_dir,
+            "batch_norm": batch_norm, "padding": padding, "dataset": dataset,
+            "data_dir": data_dir,
             "recipe": recipe, "batch_size": batch_size, "epochs": epochs,
             "strategy": strategy, "seed": seed, "grad_norms_every": grad_norms_every,
             "train_options": train_options, "verbose": verbose, "name": name},
@@ -159,6 +164,10 @@ class ResNetHyperModel(kt.HyperModel):
             raise ValueError(f"`lr` must hold positive numbers. Received: lr={lr!r}")
         self.weight_decays = _as_choices("weight_decay", weight_decay, number=True)
         self.batch_norm = bool(batch_norm)
+        if padding not in PADDINGS:
+            raise ValueError(f"`padding` must be one of {', '.join(map(repr, PADDINGS))}. "
+                             f"Received: padding={padding!r}")
+        self.padding = padding
         self.train_options = dict(train_options or {})
         unknown = sorted(set(self.train_options) - (_TRAIN_FIELDS - _OWN_FIELDS))
         if unknown:
@@ -178,6 +187,8 @@ class ResNetHyperModel(kt.HyperModel):
     @classmethod
     def from_config(cls, config: dict) -> "ResNetHyperModel":
         config = dict(config)
+        # searches started before reskeras recorded `padding` built TensorFlow-"same" nets
+        config.setdefault("padding", LEGACY_PADDING)
         return cls(config.pop("input_shape"), config.pop("classes"), **config)
 
     # -- the search space ------------------------------------------------------
@@ -247,13 +258,14 @@ class ResNetHyperModel(kt.HyperModel):
             base = resolve_spec(DEFAULT_DEPTHS[self.family][0], family=self.family,
                                 block=self.block, width=width, version=version,
                                 shortcut=shortcut, residual=residual,
-                                batch_norm=self.batch_norm)
+                                batch_norm=self.batch_norm, padding=self.padding)
             blocks = tuple(get(f"stage{s}_blocks", self.stage_blocks[0])
                            for s in range(1, len(base.depths) + 1))
             return dataclasses.replace(base, depths=blocks)
         return resolve_spec(get("depth", self.depths[0]), family=self.family, block=self.block,
                             width=width, version=version, shortcut=shortcut,
-                            residual=residual, batch_norm=self.batch_norm)
+                            residual=residual, batch_norm=self.batch_norm,
+                            padding=self.padding)
 
     def build(self, hp):
         from reskeras.builders import build

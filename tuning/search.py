@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from reskeras.preprocessing import check_int
 from reskeras import rundir
+from reskeras.specs import LEGACY_PADDING, PADDINGS
 from tuning.budget import Budget, model_cost
 from tuning.hypermodel import ResNetHyperModel
 from tuning.leaderboard import write_leaderboard
@@ -59,7 +60,7 @@ class SearchConfig:
         objective: ``val_accuracy`` (default) or ``val_loss``.
         max_trials: trials to run; max_epochs: epochs of a trial (Hyperband: the most).
         family, block, depths, stage_blocks, widths, search_residual, residual,
-        versions, shortcuts, lrs, weight_decays, batch_norm: the search space
+        versions, shortcuts, lrs, weight_decays, batch_norm, padding: the search space
             (:class:`tuning.ResNetHyperModel`).
         max_params, max_flops: the budget per sampled model.
         recipe, batch_size, seed, grad_norms_every: training of every trial.
@@ -88,6 +89,7 @@ class SearchConfig:
     lrs: tuple | None = None
     weight_decays: tuple | None = None
     batch_norm: bool = True
+    padding: str = "symmetric"
     max_params: int | None = None
     max_flops: int | None = None
     recipe: str = "adam"
@@ -126,6 +128,9 @@ class SearchConfig:
                              f"Received: recipe={self.recipe!r}")
         if self.factor < 2:
             raise ValueError(f"`factor` must be an integer >= 2. Received: factor={self.factor!r}")
+        if self.padding not in PADDINGS:
+            raise ValueError(f"`padding` must be one of {', '.join(map(repr, PADDINGS))}. "
+                             f"Received: padding={self.padding!r}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"`objective` must be one of {', '.join(map(repr, OBJECTIVES))}. "
                              f"Received: objective={self.objective!r}")
@@ -155,7 +160,7 @@ def make_hypermodel(config: SearchConfig, info) -> ResNetHyperModel:
         search_residual=config.search_residual, residual=config.residual,
         version=_choices(config.versions), shortcut=_choices(config.shortcuts),
         lr=_choices(config.lrs), weight_decay=_choices(config.weight_decays),
-        batch_norm=config.batch_norm, dataset=config.dataset, data_dir=config.data_dir,
+        batch_norm=config.batch_norm, padding=config.padding, dataset=config.dataset, data_dir=config.data_dir,
         recipe=config.recipe, batch_size=config.batch_size, strategy=config.strategy,
         seed=config.seed, grad_norms_every=config.grad_norms_every,
         train_options=config.train_options(), verbose=config.verbose)
@@ -176,7 +181,7 @@ def search_identity(config: SearchConfig, hypermodel: ResNetHyperModel) -> dict:
         "factor": config.factor if config.tuner == "hyperband" else None,
         "seed": config.seed, "recipe": config.recipe, "batch_size": config.batch_size,
         "grad_norms_every": config.grad_norms_every, "family": config.family,
-        "block": config.block, "batch_norm": config.batch_norm,
+        "block": config.block, "batch_norm": config.batch_norm, "padding": config.padding,
         "budget": config.budget().to_config(), "space": space, "train_options": options,
     }
     return json.loads(json.dumps(identity))  # as config.json: compares equal once read back
@@ -198,7 +203,10 @@ def check_tune_dir(out: str, identity: dict) -> bool:
     # is empty unless the directory belongs to something else
     names = tf.io.gfile.listdir(out) if tf.io.gfile.isdir(out) else []
     if tf.io.gfile.exists(file):
-        difference = _difference(rundir.read_json(file), identity)
+        saved = rundir.read_json(file)
+        # searches started before reskeras recorded `padding` built TensorFlow-"same" nets
+        saved.setdefault("padding", LEGACY_PADDING)
+        difference = _difference(saved, identity)
         if difference:
             raise ValueError(f"`out` holds a different search ({difference}); re-run it with "
                              f"the same arguments or choose another directory. "

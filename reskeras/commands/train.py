@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from reskeras.cli import UsageError, add_command, parse_shape
-from reskeras.specs import FAMILIES, SHORTCUTS, VERSIONS
+from reskeras.specs import FAMILIES, PADDINGS, SHORTCUTS, VERSIONS
 
 _STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
 _PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -36,6 +36,9 @@ def add_parser(subparsers, name: str) -> None:
     net.add_argument("--width", type=int, help="base width (first-stage filters)")
     net.add_argument("--version", choices=VERSIONS, help="v1 or v2 (pre-activation)")
     net.add_argument("--shortcut", choices=SHORTCUTS, help="shortcut option A, B or C")
+    net.add_argument("--padding", choices=PADDINGS,
+                     help="strided convs: symmetric (default, as torchvision/timm) or tf_same "
+                          "(TensorFlow's bottom/right 'same')")
     net.add_argument("--no-bn", action="store_true", help="no BatchNorm (conv with bias)")
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", help="digits (offline default), synthetic, cifar10, cifar100, "
@@ -93,7 +96,8 @@ def _config_from_args(args: argparse.Namespace):
     values = _saved_values(saved) if saved else {}
     given = {
         "model": args.model, "depth": args.depth, "family": args.family, "width": args.width,
-        "version": args.version, "shortcut": args.shortcut, "dataset": args.dataset,
+        "version": args.version, "shortcut": args.shortcut, "padding": args.padding,
+        "dataset": args.dataset,
         "data_dir": args.data_dir, "image_size": args.image_size,
         "synthetic_shape": args.synthetic_shape, "synthetic_classes": args.synthetic_classes,
         "synthetic_examples": args.synthetic_examples, "epochs": args.epochs,

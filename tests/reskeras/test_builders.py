@@ -15,8 +15,8 @@ IMAGENET_PARAMS = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 101: 44_549_1
                    152: 60_192_808}
 
 NAME_RE = re.compile(
-    r"^(input|stem_(conv|bn|relu|pool)|head_(pool|bn|relu)|predictions"
-    r"|stage\d+_block\d+_((conv|bn|relu)\d+|shortcut|shortcut_bn|add|out))$")
+    r"^(input|stem_(conv|bn|relu|pool|conv_pad|pool_pad)|head_(pool|bn|relu)|predictions"
+    r"|stage\d+_block\d+_((conv|bn|relu)\d+|conv\d+_pad|shortcut|shortcut_bn|add|out))$")
 
 
 @pytest.mark.parametrize("depth", [pytest.param(d, marks=pytest.mark.slow) if d > 1000 else d
@@ -118,10 +118,12 @@ def test_v1_basic_block_layout():
         "input", "stem_conv", "stem_bn", "stem_relu",
         "stage1_block1_conv1", "stage1_block1_bn1", "stage1_block1_relu1",
         "stage1_block1_conv2", "stage1_block1_bn2", "stage1_block1_add", "stage1_block1_out",
-        "stage2_block1_conv1", "stage2_block1_bn1", "stage2_block1_relu1",
+        "stage2_block1_conv1_pad", "stage2_block1_conv1", "stage2_block1_bn1",
+        "stage2_block1_relu1",
         "stage2_block1_conv2", "stage2_block1_bn2", "stage2_block1_shortcut",
         "stage2_block1_add", "stage2_block1_out",
-        "stage3_block1_conv1", "stage3_block1_bn1", "stage3_block1_relu1",
+        "stage3_block1_conv1_pad", "stage3_block1_conv1", "stage3_block1_bn1",
+        "stage3_block1_relu1",
         "stage3_block1_conv2", "stage3_block1_bn2", "stage3_block1_shortcut",
         "stage3_block1_add", "stage3_block1_out", "head_pool", "predictions"]
 
