@@ -1,10 +1,11 @@
-"""``reskeras export``: verified SavedModels for TF Serving from a run or a tuner's best trials.
+"""``reskeras export``: verified SavedModels for TF Serving from a run, a model file or a tuner.
 
 Examples::
 
     reskeras export --run runs/r8 --base exports --name digits            # -> exports/digits/1
     reskeras export --run runs/r8 --base exports --name digits --tflite   # + model.tflite
     reskeras export --tuner tune/digits --top 3 --base exports --name digits
+    reskeras export --model resnet50.keras --base exports --name resnet50
     reskeras export --verify exports/digits/1
 """
 
@@ -26,8 +27,10 @@ def _positive_int(text: str) -> int:
 def add_parser(subparsers, name: str) -> None:
     parser = add_command(
         subparsers, name, run_export, help="export SavedModels for TF Serving, or verify one",
-        description="Export a finished run (--run) or the best COMPLETED trials of a tuner "
-                    "directory (--tuner) as BASE/NAME/VERSION: a SavedModel with the signatures "
+        description="Export a finished run (--run), a .keras model file with its "
+                    ".reskeras.json sidecar (--model, e.g. from `reskeras convert`) or the best "
+                    "COMPLETED trials of a tuner directory (--tuner) as BASE/NAME/VERSION: a "
+                    "SavedModel with the signatures "
                     "serving_default (uint8 images) and serve_bytes (PNG/JPEG bytes), the "
                     "training normalization inside, assets/reskeras.json metadata and TF Serving "
                     "warmup records. Each version is verified in a fresh TensorFlow-only process "
@@ -40,6 +43,9 @@ def add_parser(subparsers, name: str) -> None:
                         help="a finished reskeras run directory")
     source.add_argument("--tuner", metavar="TUNE_DIR",
                         help="a tuner directory holding leaderboard.json")
+    source.add_argument("--model", dest="model_file", metavar="FILE.keras",
+                        help="a .keras model file with its .reskeras.json sidecar beside it "
+                             "(written by `reskeras convert`)")
     source.add_argument("--verify", metavar="DIR",
                         help="verify an existing export version directory and exit")
     parser.add_argument("--top", type=_positive_int, metavar="K",
@@ -83,17 +89,22 @@ def run_export(args: argparse.Namespace) -> int:
         return _run_verify(args)
     for flag in ("base", "name"):
         if getattr(args, flag) is None:
-            raise UsageError(f"--{flag} is required with --run and --tuner")
+            raise UsageError(f"--{flag} is required with --run and --tuner and --model")
     if args.top is not None and args.tuner is None:
-        raise UsageError(f"--top needs --tuner. Received: --top {args.top} with --run")
+        given = "--run" if args.run_dir is not None else "--model"
+        raise UsageError(f"--top needs --tuner. Received: --top {args.top} with {given}")
     from export.exporter import export_savedmodel, export_tuner
     from export.verify import VerificationError
+    from reskeras.model_file import check_model_path
 
     formats = tuple(f for f in ("tflite", "onnx") if getattr(args, f))
     common = dict(version=args.version, verify=not args.no_verify, formats=formats,
                   verbose=args.verbose)
     try:
-        if args.run_dir is not None:
+        if args.model_file is not None:
+            check_model_path(args.model_file, "model")  # else it would be read as a run dir
+            results = [export_savedmodel(args.model_file, args.base, args.name, **common)]
+        elif args.run_dir is not None:
             results = [export_savedmodel(args.run_dir, args.base, args.name, **common)]
         else:
             results = export_tuner(args.tuner, args.base, args.name, args.top or 1, **common)

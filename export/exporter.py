@@ -29,7 +29,7 @@ from export import layout, sources
 from export.metadata import METADATA_FILE, build_metadata, check_user_metadata, write_metadata
 from export.reference import (REFERENCE_FILE, keras_probabilities, reference_images,
                               write_reference)
-from export.savedmodel import describe_signatures, write_savedmodel
+from export.savedmodel import describe_signatures, serving_resize, write_savedmodel
 from export.verify import TOLERANCE, VerificationError, VerificationReport, verify_export
 from export.warmup import WARMUP_DIR, WARMUP_FILE, check_batch_sizes, warmup_logs, write_warmup
 
@@ -100,7 +100,8 @@ def _fill(staged: str, source, name: str, version: int, options: _Options,
     extra = formats_lib.write_formats(staged, options.formats, reference, TOLERANCE)
     metadata = build_metadata(
         source, name=name, version=version,
-        signatures=describe_signatures(source.input_shape, source.classes),
+        signatures=describe_signatures(source.input_shape, source.classes,
+                                       source.preprocessing),
         reference={"file": f"assets/{REFERENCE_FILE}", **origin},
         warmup={"file": f"{WARMUP_DIR}/{WARMUP_FILE}", "records": len(logs),
                 "batch_sizes": list(options.warmup_batch_sizes),
@@ -114,6 +115,7 @@ def _fill(staged: str, source, name: str, version: int, options: _Options,
 def export_source(source, base_dir: str, name: str, version: int | None, options: _Options,
                   reference_cache: dict | None = None) -> ExportResult:
     """Exports one :class:`export.sources.ExportSource` as a new verified version."""
+    serving_resize(source.preprocessing, source.input_shape)  # refuses before writing anything
     base_dir = str(base_dir)
     layout.check_base_writable(base_dir)
     model_dir = layout.join(base_dir, name)
@@ -143,19 +145,24 @@ def export_source(source, base_dir: str, name: str, version: int | None, options
 def export_savedmodel(model_or_run_dir, base_dir, name, version=None, *, preprocessing=None,
                       class_names=None, metadata=None, verify=True,
                       warmup_batch_sizes=(1, 8, 64), formats=(), verbose=False) -> ExportResult:
-    """Exports a finished run (or a Keras model) as ``BASE/NAME/VERSION`` for TF Serving.
+    """Exports a finished run, a model file or a Keras model as ``BASE/NAME/VERSION``.
 
     Args:
         model_or_run_dir: a reskeras run directory whose run finished
-            (``summary.json`` status ``finished`` and ``model.keras``), or a
-            ``keras.Model`` taking ``[None, H, W, C]`` images.
+            (``summary.json`` status ``finished`` and ``model.keras``), a
+            ``.keras`` file with its ``.reskeras.json`` sidecar
+            (``reskeras.model_file.write_model_file``, e.g. written by
+            ``reskeras convert``), or a ``keras.Model`` taking ``[None, H, W, C]``
+            images.
         base_dir: TF Serving's model base path (local or ``gs://``).
         name: the model name, one directory level (``BASE/NAME``).
         version: a positive integer that must not exist yet; default: highest
             existing version + 1 (1 for a new name).
         preprocessing: the normalization record (a run's ``config.json``
-            ``preprocessing``); required for a Keras model, ignored for a run dir.
-        class_names: one name per class (default: the run's, or ``"0"``, ``"1"``, ...).
+            ``preprocessing``); required for a Keras model, ignored for a run
+            dir or a model file (their records are used).
+        class_names: one name per class (default: the run's or the sidecar's,
+            or ``"0"``, ``"1"``, ...).
         metadata: a JSON-serializable dict stored under ``"user"`` in
             ``assets/reskeras.json``.
         verify: verify the staged export before publishing (default True).
@@ -177,12 +184,17 @@ def export_savedmodel(model_or_run_dir, base_dir, name, version=None, *, preproc
     >>> result = export_savedmodel("runs/r8", "exports", "digits")  # doctest: +SKIP
     >>> result.path, result.report.ok  # doctest: +SKIP
     ('exports/digits/1', True)
+    >>> export_savedmodel("resnet50.keras", "exports", "resnet50").path  # doctest: +SKIP
+    'exports/resnet50/1'
     """
     options = check_options(base_dir, name, version, warmup_batch_sizes=warmup_batch_sizes,
                             formats=formats, metadata=metadata, verify=verify, verbose=verbose)
     if version is not None:
         check_free(base_dir, name, [version])
-    if isinstance(model_or_run_dir, (str, os.PathLike)):
+    if isinstance(model_or_run_dir, (str, os.PathLike)) and str(model_or_run_dir).endswith(
+            ".keras"):
+        source = sources.from_model_file(model_or_run_dir, class_names=class_names)
+    elif isinstance(model_or_run_dir, (str, os.PathLike)):
         source = sources.from_run_dir(model_or_run_dir, class_names=class_names)
     else:
         source = sources.from_model(model_or_run_dir, preprocessing=preprocessing,

@@ -3,11 +3,13 @@
 Keys (exactly :data:`METADATA_KEYS`): ``format`` (this file's schema version),
 ``name``, ``version``, ``arch`` (``ArchSpec.to_config()`` or null),
 ``model_name``, ``input_shape``, ``classes``, ``class_names``,
-``preprocessing`` (the record baked into the graph: scale, mean, ...),
-``source`` (run dir, tuner dir + trial id + hyperparameters + score, or a bare
-model), ``metrics`` (final metrics of the run or trial), ``versions``
-(reskeras, TensorFlow, Keras, Python), ``exported_at`` (UTC, ISO 8601),
-``signatures`` (inputs and outputs with dtypes and shapes), ``reference``
+``preprocessing`` (the record baked into the graph: scale, mean, std, ...),
+``source`` (run dir, tuner dir + trial id + hyperparameters + score, a model
+file + the source its sidecar records, or a bare model), ``metrics`` (final
+metrics of the run or trial), ``versions`` (reskeras, TensorFlow, Keras,
+Python), ``exported_at`` (UTC, ISO 8601),
+``signatures`` (inputs and outputs with dtypes and shapes; ``serve_bytes``
+also how it resizes, see ``export.savedmodel.serving_resize``), ``reference``
 (where the stored reference batch came from), ``warmup`` (file and batch
 sizes), ``formats`` (extra files, e.g. a TFLite model, with their parity),
 ``user`` (the ``metadata=`` dict passed to the exporter).

@@ -3,14 +3,22 @@
 ``serving_default``: ``images`` uint8 ``[None, H, W, C]`` -> ``probabilities``
 float32 ``[None, classes]``, ``class_ids`` int64 ``[None]``.
 ``serve_bytes``: ``image_bytes`` string ``[None]`` (PNG or JPEG) -> the same;
-each image is decoded with ``channels=C`` and, when its size differs from
-``H x W``, resized with ``reskeras.preprocessing.resize_square`` (shorter side,
-then a central crop: what the trainer did to the dataset).
+each image is decoded with ``channels=C`` and prepared with
+``reskeras.preprocessing.resize_square`` (shorter side, then a central crop:
+what the trainer did to the dataset), as :func:`serving_resize` says:
+
+* the record's ``resize`` is set and differs from ``H`` (or the input is not
+  square): every image, whatever its size, has its shorter side resized to
+  ``resize`` and the central ``H x W`` cropped (torchvision's ``Resize(256)``
+  + ``CenterCrop(224)``), with the record's ``interpolation``;
+* otherwise, for a square input, an image is resized (shorter side to ``H``,
+  central crop) only when its size is not ``H x W``; a non-square input
+  without ``resize`` must be sent at exactly ``H x W``.
 
 Both signatures run ``reskeras.preprocessing.normalize`` with the run's
-recorded mean baked in as a constant, so clients send raw pixels. The graph is
-traced once with ``autograph=False`` (``keras.export.ExportArchive``): it holds
-TensorFlow ops only, and ``tf.saved_model.load`` in a process without
+recorded mean (and std) baked in as constants, so clients send raw pixels. The
+graph is traced once with ``autograph=False`` (``keras.export.ExportArchive``):
+it holds TensorFlow ops only, and ``tf.saved_model.load`` in a process without
 reskeras runs it.
 """
 
@@ -25,11 +33,65 @@ from reskeras.preprocessing import resize_square
 SIGNATURES = ("serving_default", "serve_bytes")
 
 
-def describe_signatures(input_shape, classes: int) -> dict:
-    """The signatures as JSON (what ``assets/reskeras.json`` records)."""
+def serving_resize(preprocessing: dict, input_shape) -> dict | None:
+    """How ``serve_bytes`` resizes decoded images, or ``None`` when it never does.
+
+    Args:
+        preprocessing: the normalization record baked into the export.
+        input_shape: ``(H, W, C)`` of the model.
+
+    Returns:
+        ``{"shorter_side", "crop", "interpolation", "every_image"}``: the shorter
+        side is resized to ``shorter_side`` and the central ``crop`` (``[H, W]``)
+        taken, for every image (``every_image``) or only for images whose size is
+        not ``H x W``.
+
+    Raises:
+        ValueError: the record resizes to a shorter side smaller than the crop.
+    """
+    height, width = int(input_shape[0]), int(input_shape[1])
+    resize = preprocessing.get("resize")
+    interpolation = preprocessing.get("interpolation") or "bilinear"
+    if resize is not None and (resize != height or height != width):
+        if resize < max(height, width):
+            raise ValueError(f"`preprocessing` must have resize >= the model's input height and "
+                             f"width ({height}x{width}: the central crop is taken from the "
+                             f"resized image). Received: resize={resize!r}")
+        return {"shorter_side": int(resize), "crop": [height, width],
+                "interpolation": interpolation, "every_image": True}
+    if height == width:
+        return {"shorter_side": height, "crop": [height, width],
+                "interpolation": interpolation, "every_image": False}
+    return None
+
+
+def describe_signatures(input_shape, classes: int, preprocessing: dict) -> dict:
+    """The signatures as JSON (what ``assets/reskeras.json`` records).
+
+    Args:
+        input_shape: ``(H, W, C)`` of the model.
+        classes: number of outputs.
+        preprocessing: the normalization record baked into the export (its
+            ``resize`` and ``interpolation`` decide what ``serve_bytes`` does).
+
+    Returns:
+        ``{signature: {"inputs", "outputs", "description"}}``; ``serve_bytes``
+        also has ``"resize"`` (:func:`serving_resize`).
+    """
     height, width, channels = input_shape
+    resize = serving_resize(preprocessing, input_shape)
     outputs = {"probabilities": {"dtype": "float32", "shape": [None, classes]},
                "class_ids": {"dtype": "int64", "shape": [None]}}
+    if resize is None:
+        bytes_text = f"PNG or JPEG bytes of exactly {height}x{width}, {channels} channel(s)"
+    elif resize["every_image"]:
+        bytes_text = (f"PNG or JPEG bytes, decoded to {channels} channel(s); every image is "
+                      f"resized (shorter side to {resize['shorter_side']}, "
+                      f"{resize['interpolation']}, antialiased) and its central "
+                      f"{height}x{width} cropped")
+    else:
+        bytes_text = (f"PNG or JPEG bytes, decoded to {channels} channel(s); other sizes "
+                      f"are resized (shorter side to {height}, central crop)")
     return {
         "serving_default": {
             "inputs": {"images": {"dtype": "uint8", "shape": [None, height, width, channels]}},
@@ -37,11 +99,7 @@ def describe_signatures(input_shape, classes: int) -> dict:
             "description": "raw uint8 pixels; the training normalization is applied inside"},
         "serve_bytes": {
             "inputs": {"image_bytes": {"dtype": "string", "shape": [None]}},
-            "outputs": outputs,
-            "description": f"PNG or JPEG bytes, decoded to {channels} channel(s); other sizes "
-                           f"are resized (shorter side to {height}, central crop)"
-                           if height == width else
-                           f"PNG or JPEG bytes of exactly {height}x{width}, {channels} channel(s)"},
+            "outputs": outputs, "description": bytes_text, "resize": resize},
     }
 
 
@@ -70,13 +128,20 @@ def build_archive(source) -> keras.export.ExportArchive:
         return {"probabilities": probs,
                 "class_ids": tf.argmax(probs, axis=-1, output_type=tf.int64)}
 
+    resize = serving_resize(pre, source.input_shape)
+
     def decode(data):
         image = tf.io.decode_image(data, channels=channels, expand_animations=False,
                                    dtype=tf.uint8)
+        if resize is not None and resize["every_image"]:
+            return tf.ensure_shape(resize_square(
+                image, resize["shorter_side"], crop=(height, width),
+                method=resize["interpolation"]), [height, width, channels])
         size = tf.shape(image)[:2]
         same = tf.reduce_all(tf.equal(size, tf.constant([height, width])))
-        if height == width:
-            image = tf.cond(same, lambda: image, lambda: resize_square(image, height))
+        if resize is not None:
+            image = tf.cond(same, lambda: image, lambda: resize_square(
+                image, height, method=resize["interpolation"]))
         else:
             with tf.control_dependencies([tf.debugging.Assert(same, [
                     f"`image_bytes` must decode to {height}x{width} images. Received:", size])]):
@@ -108,4 +173,5 @@ def write_savedmodel(source, directory: str) -> None:
     build_archive(source).write_out(directory, verbose=False)
 
 
-__all__ = ["SIGNATURES", "build_archive", "describe_signatures", "write_savedmodel"]
+__all__ = ["SIGNATURES", "build_archive", "describe_signatures", "serving_resize",
+           "write_savedmodel"]

@@ -1,4 +1,4 @@
-"""What can be exported: a finished run dir, a Keras model, or the best trials of a tuner dir.
+"""What can be exported: a finished run dir, a model file, a Keras model, or tuner trials.
 
 Each becomes an :class:`ExportSource`: the Keras model plus everything the
 SavedModel and its metadata need (input shape, classes, class names, the
@@ -11,6 +11,10 @@ The tuner contract (``TUNE_DIR/leaderboard.json``, written by ``tuning``)::
                  "params", "seconds", "gradients", "run_dir", "weights"}, ...]}
 
 sorted best first; ``run_dir`` and ``weights`` are relative to ``TUNE_DIR``.
+
+A model file is a ``.keras`` file with its ``.reskeras.json`` sidecar
+(:mod:`reskeras.model_file`, written by ``reskeras convert``): the sidecar
+holds the preprocessing record, class names, architecture and origin.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import tensorflow as tf
 
 from export.layout import join
 from reskeras.preprocessing import check_int
-from reskeras import rundir
+from reskeras import model_file, rundir
 from reskeras._backend import keras
 from reskeras.preprocessing import check_preprocessing
 
@@ -44,7 +48,8 @@ class ExportSource:
         preprocessing: the normalization record (``reskeras.preprocessing``).
         arch: ``ArchSpec.to_config()`` or ``None`` for a foreign model.
         model_name: a short name of the architecture.
-        source: where the weights came from (``{"kind": "run_dir" | "tuner" | "model", ...}``).
+        source: where the weights came from
+            (``{"kind": "run_dir" | "tuner" | "model" | "model_file", ...}``).
         metrics: final metrics of the run or trial (may be empty).
         dataset: the run's ``config.json`` dataset entry (``None`` for a bare model).
     """
@@ -94,6 +99,42 @@ def from_model(model, *, preprocessing, class_names=None) -> ExportSource:
                                else [str(c) for c in range(classes)], classes)
     return ExportSource(model, shape, classes, names, json.loads(json.dumps(preprocessing)),
                         None, model.name, {"kind": "model", "model_name": model.name}, {})
+
+
+def from_model_file(path, *, class_names=None) -> ExportSource:
+    """A ``.keras`` file and its sidecar (:func:`reskeras.model_file.write_model_file`).
+
+    Args:
+        path: the ``.keras`` file; ``NAME.reskeras.json`` must lie beside it.
+        class_names: one name per class (default: the sidecar's, or ``"0"``, ``"1"``, ...).
+
+    Returns:
+        An :class:`ExportSource` with ``source = {"kind": "model_file", "model_file":
+        absolute path, "converted_from": the sidecar's source}`` and no dataset
+        (the reference batch is seeded random images).
+
+    Raises:
+        ValueError: not a ``.keras`` path, no such file, no or a malformed
+            sidecar, or a model that does not match its sidecar.
+    """
+    path = model_file.check_model_path(path, "model")
+    if not os.path.isfile(path):
+        raise ValueError(f"`model` must be an existing .keras file. Received: model={path!r}")
+    facts = model_file.read_sidecar(path)
+    import reskeras  # noqa: F401  (registers the serializable layers before loading)
+    model = keras.saving.load_model(path, safe_mode=True)
+    shape, classes = _shape_and_classes(model)
+    if list(shape) != list(facts["input_shape"]) or classes != facts["classes"]:
+        raise ValueError(f"`model` must match its {os.path.basename(model_file.sidecar_path(path))}"
+                         f" (input_shape {facts['input_shape']}, classes {facts['classes']}). "
+                         f"Received: input_shape={list(shape)}, classes={classes} in {path!r}")
+    names = _check_class_names(class_names if class_names is not None
+                               else facts["class_names"] or [str(c) for c in range(classes)],
+                               classes)
+    source = {"kind": "model_file", "model_file": os.path.abspath(path),
+              "converted_from": facts["source"]}
+    return ExportSource(model, shape, classes, names, facts["preprocessing"], facts["arch"],
+                        facts["model_name"] or model.name, source, {}, None)
 
 
 def _run_facts(run_dir: str, config: dict, model, class_names, source: dict,
@@ -190,5 +231,5 @@ def from_trial(tuner_dir: str, board: dict, trial: dict, *, class_names=None) ->
     return _run_facts(run_dir, config, model, class_names, source, trial.get("metrics") or {})
 
 
-__all__ = ["ExportSource", "check_trial", "completed_trials", "from_model", "from_run_dir",
-           "from_trial", "read_leaderboard"]
+__all__ = ["ExportSource", "check_trial", "completed_trials", "from_model", "from_model_file",
+           "from_run_dir", "from_trial", "read_leaderboard"]

@@ -8,10 +8,12 @@
   (``export/fresh_check.py``): loads the SavedModel, runs ``serving_default``
   and ``serve_bytes`` (PNG) on the reference batch and compares with the Keras
   probabilities stored at export time (max abs diff <= ``tolerance``, equal
-  ``class_ids``), checks a float32 batch, a wrongly shaped batch and bad bytes
-  are refused, that the graph has no Python ops, no Keras/reskeras objects to
-  revive, and that loading and calling imported no reskeras and no Keras
-  module beyond what ``import tensorflow`` itself loads;
+  ``class_ids``; when ``serve_bytes`` resizes every image, it is compared with
+  ``serving_default`` on the reference images resized and cropped alike),
+  checks a float32 batch, a wrongly shaped batch and bad bytes are refused,
+  that the graph has no Python ops, no Keras/reskeras objects to revive, and
+  that loading and calling imported no reskeras and no Keras module beyond
+  what ``import tensorflow`` itself loads;
 * ``saved_model_cli show --dir DIR --all`` (run concurrently) lists both
   signatures;
 * every warmup record parses as a ``PredictionLog`` naming this model and a
@@ -131,9 +133,12 @@ def _check_fresh(report: VerificationReport, result, tolerance: float) -> None:
     for name in SIGNATURES:
         got = fresh[name]
         dtypes_ok = (got["probabilities_dtype"], got["class_ids_dtype"]) == ("float32", "int64")
+        against = ("serving_default on the images resized and cropped as serve_bytes does"
+                   if got.get("compared_to") == "serving_default_resized" else "Keras")
         report.add(f"{name} parity",
                    got["max_abs_diff"] <= tolerance and got["class_ids_equal"] and dtypes_ok,
-                   f"max |SavedModel - Keras| = {got['max_abs_diff']:.3g} (<= {tolerance:g}), "
+                   f"max |SavedModel - {against}| = {got['max_abs_diff']:.3g} "
+                   f"(<= {tolerance:g}), "
                    f"class_ids equal: {got['class_ids_equal']}, dtypes "
                    f"{got['probabilities_dtype']}/{got['class_ids_dtype']}")
     for key, what in (("rejects_float32", "float32 images"),

@@ -30,7 +30,11 @@ import tensorflow as tf
 
 AUGMENTS = ("pad_crop_flip", "pad_crop", "none")
 MEAN_KINDS = ("per_pixel", "per_channel")
+INTERPOLATIONS = ("bilinear", "bicubic")
 SCALE = 1.0 / 255.0
+# torchvision's ImageNet normalization (transforms.Normalize after ToTensor), also timm's default.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 # Beyond this side length a per-pixel mean is mostly noise and a large constant
 # in every exported graph; ImageNet practice subtracts a per-channel mean.
 PER_PIXEL_MAX_SIDE = 64
@@ -53,8 +57,9 @@ def mean_of_scaled(images: np.ndarray, per_channel: bool = False) -> list:
     return (np.mean(images, axis=axes, dtype=np.float64) * SCALE).tolist()
 
 
-def make_preprocessing(mean: list, *, augment: str, pad: int,
-                       resize: int | None = None) -> dict[str, Any]:
+def make_preprocessing(mean: list, *, augment: str, pad: int, resize: int | None = None,
+                       std: list | None = None,
+                       interpolation: str | None = None) -> dict[str, Any]:
     """The normalization record of a dataset (the one source of truth).
 
     Args:
@@ -62,16 +67,65 @@ def make_preprocessing(mean: list, *, augment: str, pad: int,
             scaled training images, from :func:`mean_of_scaled`.
         augment: ``"pad_crop_flip"``, ``"pad_crop"`` or ``"none"``.
         pad: pixels of zero padding before the random crop.
-        resize: side of the square the source images were resized to (shorter
-            side resized, then a central crop), or ``None`` when they were fed
-            at their stored size. Serving code needs it to prepare photos.
+        resize: the side the shorter side of a source image is resized to,
+            before the central ``H x W`` crop of the model's input size is
+            taken; ``None`` when images were fed at their stored size. Serving
+            code needs it to prepare photos.
+        std: per-channel divisor (``[C]`` positive floats) applied after the
+            mean is subtracted, as torchvision's ``Normalize``; ``None`` (the
+            default) divides by nothing and leaves the key out of the record.
+        interpolation: ``"bilinear"`` or ``"bicubic"``, the filter of that
+            resize; ``None`` (the default) leaves the key out, which means
+            ``"bilinear"``.
 
     Returns:
-        ``{"input_dtype", "scale", "mean", "mean_kind", "augment", "pad", "resize"}``.
+        ``{"input_dtype", "scale", "mean", "mean_kind", "augment", "pad", "resize"}``,
+        plus ``"std"`` and ``"interpolation"`` when given.
+
+    Raises:
+        ValueError: ``std`` or ``interpolation`` is invalid.
     """
     mean_kind = "per_channel" if np.ndim(mean) == 1 else "per_pixel"
-    return {"input_dtype": "uint8", "scale": SCALE, "mean": mean, "mean_kind": mean_kind,
-            "augment": augment, "pad": int(pad), "resize": resize}
+    record = {"input_dtype": "uint8", "scale": SCALE, "mean": mean, "mean_kind": mean_kind,
+              "augment": augment, "pad": int(pad), "resize": resize}
+    # Keys only when given: records of older callers stay byte-identical.
+    if std is not None:
+        record["std"] = list(std) if isinstance(std, (list, tuple, np.ndarray)) else std
+    if interpolation is not None:
+        record["interpolation"] = interpolation
+    check_preprocessing(record)
+    if std is not None:
+        record["std"] = [float(s) for s in record["std"]]  # JSON-ready, numpy scalars included
+    return record
+
+
+def imagenet_preprocessing(resize: int = 256, interpolation: str = "bilinear",
+                           augment: str = "none", pad: int = 0) -> dict[str, Any]:
+    """torchvision's ImageNet evaluation preprocessing as a reskeras record.
+
+    Resize the shorter side to ``resize``, take the central crop of the
+    model's input size (``Resize(256)`` + ``CenterCrop(224)``), then
+    ``(x / 255 - IMAGENET_MEAN) / IMAGENET_STD``: what torchvision and timm
+    ImageNet weights expect.
+
+    Args:
+        resize: the side the shorter side is resized to (default 256).
+        interpolation: ``"bilinear"`` (default, torchvision's) or ``"bicubic"``
+            (many timm models).
+        augment: as for :func:`make_preprocessing` (default ``"none"``).
+        pad: as for :func:`make_preprocessing` (default 0).
+
+    Returns:
+        The record, with per-channel ``mean`` and ``std``.
+
+    Example:
+
+    >>> pre = imagenet_preprocessing()
+    >>> pre["resize"], pre["std"], pre["interpolation"]
+    (256, [0.229, 0.224, 0.225], 'bilinear')
+    """
+    return make_preprocessing(list(IMAGENET_MEAN), augment=augment, pad=pad, resize=resize,
+                              std=list(IMAGENET_STD), interpolation=interpolation)
 
 
 def check_preprocessing(preprocessing: dict[str, Any]) -> None:
@@ -84,13 +138,32 @@ def check_preprocessing(preprocessing: dict[str, Any]) -> None:
         raise ValueError(f"`preprocessing` must have mean_kind in {MEAN_KINDS} and augment in "
                          f"{AUGMENTS}. Received: mean_kind={preprocessing['mean_kind']!r}, "
                          f"augment={preprocessing['augment']!r}")
+    resize = preprocessing.get("resize")
+    if resize is not None and (not isinstance(resize, (int, np.integer))
+                               or isinstance(resize, bool) or resize < 1):
+        raise ValueError(f"`preprocessing` must have resize None or a positive integer. "
+                         f"Received: resize={resize!r}")
+    std = preprocessing.get("std")
+    if std is not None:
+        channels = (np.shape(preprocessing["mean"]) or (None,))[-1]
+        if (not isinstance(std, (list, tuple)) or len(std) != channels or not all(
+                isinstance(s, (int, float, np.number)) and not isinstance(s, bool)
+                and np.isfinite(s) and s > 0 for s in std)):
+            raise ValueError(f"`preprocessing` must have std None or a list of {channels} "
+                             f"positive numbers (one per channel of the mean). "
+                             f"Received: std={std!r}")
+    interpolation = preprocessing.get("interpolation")
+    if interpolation is not None and interpolation not in INTERPOLATIONS:
+        raise ValueError(f"`preprocessing` must have interpolation in {INTERPOLATIONS}. "
+                         f"Received: interpolation={interpolation!r}")
 
 
 def normalize(images, preprocessing: dict[str, Any]) -> tf.Tensor:
-    """``images * scale - mean`` as float32, for one image or a batch.
+    """``images * scale - mean`` (divided by ``std`` when recorded) as float32.
 
-    A pure TensorFlow function: it works eagerly, inside ``tf.function`` and
-    tf.data maps, and in an exported SavedModel (the mean becomes a constant).
+    A pure TensorFlow function for one image or a batch: it works eagerly,
+    inside ``tf.function`` and tf.data maps, and in an exported SavedModel (the
+    mean and std become constants).
 
     Args:
         images: uint8 (or any numeric) ``[H, W, C]`` or ``[N, H, W, C]``.
@@ -109,7 +182,10 @@ def normalize(images, preprocessing: dict[str, Any]) -> tf.Tensor:
     check_preprocessing(preprocessing)
     images = tf.cast(images, tf.float32)
     mean = tf.constant(np.asarray(preprocessing["mean"], np.float32))
-    return images * tf.constant(preprocessing["scale"], tf.float32) - mean
+    centered = images * tf.constant(preprocessing["scale"], tf.float32) - mean
+    if preprocessing.get("std") is None:
+        return centered
+    return centered / tf.constant(np.asarray(preprocessing["std"], np.float32))
 
 
 def check_int(arg: str, value, minimum: int) -> None:
@@ -210,20 +286,36 @@ def shuffle_blocks(ds: tf.data.Dataset, seed: tf.Tensor, block: int) -> tf.data.
     return ds.batch(block).enumerate().flat_map(permute)
 
 
-def resize_square(images, size: int) -> tf.Tensor:
-    """Resizes the shorter side to ``size`` and crops the central ``size x size`` square.
+def resize_square(images, size: int, crop=None, method: str = "bilinear") -> tf.Tensor:
+    """Resizes the shorter side to ``size`` and crops the central ``crop`` (default ``size``).
 
-    Works on one image ``[H, W, C]`` of any size or a batch; returns uint8.
-    Antialiasing matters when shrinking photos (imagenette is ~350-500 px).
+    Works on one image ``[H, W, C]`` of any size or a batch; returns uint8
+    (rounded, saturated). Antialiasing matters when shrinking photos
+    (imagenette is ~350-500 px). ``resize_square(x, 256, crop=224)`` is
+    torchvision's ``Resize(256)`` + ``CenterCrop(224)``.
+
+    Args:
+        images: ``[H, W, C]`` or ``[N, H, W, C]``, any numeric dtype.
+        size: the side the shorter side is resized to.
+        crop: side (int) or ``(height, width)`` of the central crop; default
+            ``size x size``. A crop larger than the resized image is zero-padded.
+        method: ``"bilinear"`` (default) or ``"bicubic"``.
+
+    Returns:
+        uint8 ``[crop_h, crop_w, C]`` (or with the batch axis).
     """
+    if method not in INTERPOLATIONS:
+        raise ValueError(f"`method` must be one of {INTERPOLATIONS}. Received: method={method!r}")
+    crop_h, crop_w = (size, size) if crop is None else (
+        (crop, crop) if isinstance(crop, (int, np.integer)) else tuple(crop))
     images = tf.convert_to_tensor(images)
     height = tf.cast(tf.shape(images)[-3], tf.float32)
     width = tf.cast(tf.shape(images)[-2], tf.float32)
     ratio = float(size) / tf.minimum(height, width)
     new_shape = [tf.maximum(size, tf.cast(tf.round(height * ratio), tf.int32)),
                  tf.maximum(size, tf.cast(tf.round(width * ratio), tf.int32))]
-    resized = tf.image.resize(images, new_shape, antialias=True)
-    cropped = tf.image.resize_with_crop_or_pad(resized, size, size)
+    resized = tf.image.resize(images, new_shape, method=method, antialias=True)
+    cropped = tf.image.resize_with_crop_or_pad(resized, crop_h, crop_w)
     return tf.saturate_cast(tf.round(cropped), tf.uint8)
 
 
@@ -243,7 +335,8 @@ def resize_array(images: np.ndarray, size: int, chunk: int = 1024) -> np.ndarray
     return np.concatenate(parts) if parts else np.zeros((0, size, size, images.shape[-1]), np.uint8)
 
 
-__all__ = ["AUGMENTS", "MEAN_KINDS", "PER_PIXEL_MAX_SIDE", "SCALE", "augment_batch",
-           "augmentation_table", "check_int", "check_preprocessing", "example_seed",
-           "finish_pipeline", "make_preprocessing", "mean_of_scaled", "normalize", "read_arrays",
-           "resize_array", "resize_square", "shuffle_blocks"]
+__all__ = ["AUGMENTS", "IMAGENET_MEAN", "IMAGENET_STD", "INTERPOLATIONS", "MEAN_KINDS",
+           "PER_PIXEL_MAX_SIDE", "SCALE", "augment_batch", "augmentation_table", "check_int",
+           "check_preprocessing", "example_seed", "finish_pipeline", "imagenet_preprocessing",
+           "make_preprocessing", "mean_of_scaled", "normalize", "read_arrays", "resize_array",
+           "resize_square", "shuffle_blocks"]
