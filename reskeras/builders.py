@@ -1,10 +1,10 @@
 """Keras functional builders: ``build_resnet``, ``build_plain``, ``build_model``.
 
 Arguments follow ``keras.applications`` where they overlap (``include_top``,
-``input_tensor``, ``input_shape``, ``pooling``, ``classes``,
-``classifier_activation``, ``name``). No pretrained weights are offered: the
-point of reskeras is to train plain and residual twins from the same
-initialization recipe and compare them.
+``weights``, ``input_tensor``, ``input_shape``, ``pooling``, ``classes``,
+``classifier_activation``, ``name``). ``weights`` is a local torchvision/timm
+file (:mod:`reskeras.weights`); by default every net starts from He
+initialization, so plain and residual twins are compared from the same recipe.
 """
 
 from __future__ import annotations
@@ -107,18 +107,36 @@ def _ensure_recursion_limit(spec: ArchSpec) -> None:
 def build(spec: ArchSpec, *, include_top: bool = True, input_tensor=None, input_shape=None,
           pooling: str | None = None, classes: int | None = None,
           classifier_activation: str | Callable | None = "softmax",
-          name: str | None = None) -> keras.Model:
-    """Builds the functional model of ``spec`` (the one place that assembles a net)."""
+          name: str | None = None, weights=None, weights_source: str | None = None
+          ) -> keras.Model:
+    """Builds the functional model of ``spec`` (the one place that assembles a net).
+
+    ``weights`` (a torchvision/timm ``.safetensors`` or ``.pth`` path) are
+    loaded with :func:`reskeras.weights.load_weights`; with ``classes=None``
+    the classifier takes the file's class count.
+    """
     if not isinstance(spec, ArchSpec):
         raise TypeError(f"`spec` must be an ArchSpec. Received: spec={spec!r}")
     if name is not None and (not isinstance(name, str) or not name):
         raise ValueError(f"`name` must be a non-empty string. Received: name={name!r}")
+    state = None
+    if weights is not None:
+        from reskeras.weights import files, loader
+
+        loader.check_source(weights_source)
+        state = files.read_state_dict(weights)
+        if include_top and classes is None and "fc.weight" in state:
+            classes = int(state["fc.weight"].shape[0])
     _ensure_recursion_limit(spec)
     inputs, x = _inputs(spec, input_tensor, input_shape)
     x = blocks.stem(x, spec)
     x = blocks.stages(x, spec)
     x = _head(x, spec, include_top, pooling, classes, classifier_activation)
-    return keras.Model(inputs, x, name=name or spec.name)
+    model = keras.Model(inputs, x, name=name or spec.name)
+    if state is not None:
+        loader.assign(loader.plan_assignments(model, state, source=loader.check_source(
+            weights_source), origin=str(weights)))
+    return model
 
 
 def build_resnet(depth: int, *, family: str | None = None, block: str | None = None,
@@ -129,7 +147,8 @@ def build_resnet(depth: int, *, family: str | None = None, block: str | None = N
                  input_tensor=None, input_shape=None, pooling: str | None = None,
                  classes: int | None = None,
                  classifier_activation: str | Callable | None = "softmax",
-                 name: str | None = None) -> keras.Model:
+                 name: str | None = None, weights=None,
+                 weights_source: str | None = None) -> keras.Model:
     """Builds a ResNet (or, with ``residual=False``, its plain twin).
 
     Args:
@@ -163,10 +182,17 @@ def build_resnet(depth: int, *, family: str | None = None, block: str | None = N
             at least the total stride (4 for CIFAR, 32 for ImageNet).
         pooling: with ``include_top=False``: ``None`` (4D features),
             ``"avg"`` or ``"max"``.
-        classes: output classes; defaults to 10 (CIFAR) or 1000 (ImageNet).
+        classes: output classes; defaults to 10 (CIFAR) or 1000 (ImageNet), or
+            with ``weights`` to the file's classifier.
         classifier_activation: activation of ``predictions``; ``None`` gives
             logits.
         name: model name; defaults to the spec name (``resnet56``, ...).
+        weights: ``None`` (He initialization) or the path of a local
+            torchvision/timm state dict (``.safetensors``, or ``.pth`` with torch
+            installed), loaded whole or not at all (see docs/weights.md). Not
+            ``"imagenet"``: reskeras downloads nothing.
+        weights_source: ``"torchvision"`` or ``"timm"`` (their ResNet names
+            coincide; ``None`` means torchvision's table).
 
     Returns:
         A functional ``keras.Model`` whose layers have stable names.
@@ -183,7 +209,8 @@ def build_resnet(depth: int, *, family: str | None = None, block: str | None = N
                         zero_init_residual=zero_init_residual, padding=padding)
     return build(spec, include_top=include_top, input_tensor=input_tensor,
                  input_shape=input_shape, pooling=pooling, classes=classes,
-                 classifier_activation=classifier_activation, name=name)
+                 classifier_activation=classifier_activation, name=name, weights=weights,
+                 weights_source=weights_source)
 
 
 def build_plain(depth: int, **kwargs) -> keras.Model:

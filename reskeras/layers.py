@@ -100,15 +100,17 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     ``FusedBatchNormV3`` instead (cuDNN on GPUs, oneDNN on CPUs, one XLA op on
     TPUs) and then updates the moving statistics exactly as Keras does (the
     biased batch variance, ``moving = momentum * moving + (1 - momentum) * batch``).
-    Inference, masks, renorm, other ranks or axes and synchronized BatchNorm use
-    the Keras code unchanged. Weights, config and outputs are those of the Keras
+    Inference, masks, renorm, other ranks or axes, float64 and synchronized
+    BatchNorm use the Keras code unchanged. Weights, config and outputs are those of the Keras
     layer (equal within float rounding, tested); ResNet-20 trains about 1.25x
     faster on 2 CPU cores (docs/benchmarks.md).
     """
 
     def _fused(self, inputs, training, mask) -> bool:
+        # FusedBatchNormV3 has no float64 kernel: a float64 model keeps Keras's own code
         return (bool(training) and self.trainable and mask is None and not self.synchronized
-                and not self.renorm and len(inputs.shape) == 4 and self.axis in (-1, 3))
+                and not self.renorm and len(inputs.shape) == 4 and self.axis in (-1, 3)
+                and keras.backend.standardize_dtype(inputs.dtype) != "float64")
 
     def call(self, inputs, training=None, mask=None):
         if not self._fused(inputs, training, mask):

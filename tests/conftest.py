@@ -6,6 +6,15 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+# With the torch extra, torchvision must be imported before TensorFlow: it imports torch._dynamo,
+# which loads triton's bundled LLVM, and loaded after TensorFlow's LLVM that segfaults
+# (measured: torch 2.14.1 / triton 3.8.0 / TF 2.21, `import tensorflow; import triton` exits
+# 139). Plain `import torch` after TensorFlow is fine, which is all reskeras.weights needs.
+try:
+    import torchvision  # noqa: F401,E402
+except ImportError:  # the extra is optional: the equivalence tests skip themselves
+    pass
+
 import reskeras  # noqa: F401,E402  (first TensorFlow import: oneDNN kernels, as users get them)
 
 import keras  # noqa: E402
