@@ -127,7 +127,7 @@ def test_bad_inputs_are_one_line_exit_2_and_touch_nothing(run_dir, cli_export, t
         (["--run", run_dir, "--base", str(base), "--name", ".."], r"`name` must be .*name='\.\.'"),
         (["--run", run_dir, "--name", "digits"], r"--base is required with --run and --tuner"),
         (["--base", str(base), "--name", "digits"], r"one of the arguments --run --tuner "
-                                                    r"--verify is required"),
+                                                    r"--model --verify is required"),
         (["--verify", missing], r"--verify must be an existing export version directory"),
         (["--verify", str(base / "digits" / "3"), "--name", "x"], r"--verify takes only a "
                                                                   r"directory; drop --name"),
