@@ -27,6 +27,9 @@ machine noise hits every row alike, and the table gives medians and ratios.
   is installed: ``pip install torch==2.13.0``; never a reskeras dependency).
 - ``pipeline``: the input pipeline alone (images/s it can keep up; see ``Pipeline``).
 
+``--compare-padding`` times only the trainer's default step with reference
+(symmetric) and TensorFlow "same" padding, interleaved, for docs/benchmarks.md.
+
 GPU example: ``python benchmarks/train_throughput.py --models resnet50 --image-size 224
 --precision mixed_bfloat16 --batch-size 256 --no-torch``.
 """
@@ -66,19 +69,19 @@ def _batches(data, batch_size):
     return data.train(batch_size, seed=0, epoch=0).repeat()
 
 
-def _model(name, args):
+def _model(name, args, padding=None):
     keras.mixed_precision.set_dtype_policy(args.precision)
     try:
         return build_model(name, input_shape=(args.image_size, args.image_size, 3),
-                           classes=CLASSES)
+                           classes=CLASSES, padding=padding)
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
 
 
 class Reskeras:
-    def __init__(self, name, args, data, jit_compile="auto"):
+    def __init__(self, name, args, data, jit_compile="auto", padding=None):
         self.steps = args.steps
-        self.model = _model(name, args)
+        self.model = _model(name, args, padding)
         plan = make_plan("paper", global_batch_size=args.batch_size, total_steps=10**6,
                          steps_per_epoch=10**4)
         optimizer = make_optimizer(plan)
@@ -303,6 +306,21 @@ class Torch:
         loss.item()
 
 
+def _padding_variants(name, args, data):
+    """The trainer's default step with reference vs TensorFlow "same" padding (issue 17)."""
+    return {"padding=symmetric": Reskeras(name, args, data, padding="symmetric"),
+            "padding=tf_same": Reskeras(name, args, data, padding="tf_same")}
+
+
+def _compare_padding(args, data) -> None:
+    print(f"{'model':<10} {'variant':<22} {'images/s':>9} {'x tf_same':>10}")
+    for name in args.models:
+        keras.backend.clear_session()
+        rates = _measure(_padding_variants(name, args, data), args)
+        for key, rate in rates.items():
+            print(f"{name:<10} {key:<22} {rate:>9.1f} {rate / rates['padding=tf_same']:>10.3f}")
+
+
 def _variants(name, args, data):
     auto = Reskeras(name, args, data)
     picked = "reskeras-graph" if auto.functions.xla in ("check", "off") else "reskeras-xla"
@@ -353,11 +371,16 @@ def main() -> None:
                         help="no fit-stock row (stock Keras model, TF default kernels)")
     parser.add_argument("--stock-worker", metavar="MODEL", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="only the variant the trainer picks")
+    parser.add_argument("--compare-padding", action="store_true",
+                        help="only the trainer's step with symmetric vs tf_same padding")
     args = parser.parse_args()
     if args.stock_worker:
         return _stock_worker(args)
 
     data = _pipeline(args)
+    if args.compare_padding:
+        _compare_padding(args, data)
+        return _footer(args)
     print(f"{'model':<10} {'variant':<22} {'images/s':>9} {'x fit':>7} {'x stock':>8}")
     for name in args.models:
         keras.backend.clear_session()
@@ -375,6 +398,10 @@ def main() -> None:
             mark = " (auto)" if key == picked else ""
             print(f"{name:<10} {key + mark:<22} {rate:>9.1f} {ratio:>7} {stock:>8}")
         print(f"{name:<10} {'pipeline/model':<22} {rates['pipeline'] / rates[picked]:>9.1f}")
+    _footer(args)
+
+
+def _footer(args) -> None:
     devices = ", ".join(d.device_type for d in tf.config.list_logical_devices())
     print(f"(batch {args.batch_size}, {args.image_size}x{args.image_size}x3, {args.precision}, "
           f"{args.steps} steps per call, median of {args.repeats} interleaved repeats; "

@@ -22,6 +22,7 @@ _COMMANDS = {
     "train": "reskeras.commands.train",
     "plot": "reskeras.commands.plot",
     "study": "reskeras.commands.study",
+    "convert": "reskeras.commands.convert",
     "tune": "tuning.command",
     "export": "export.command",
 }

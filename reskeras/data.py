@@ -119,6 +119,22 @@ class ImageData:
                                    preprocessing=preprocessing)
         return ImageData(info, self._splits)
 
+    def with_normalization(self, mean, std) -> "ImageData":
+        """The same data normalized as ``(x * scale - mean) / std`` with per-channel values.
+
+        For fine-tuning imported weights, which expect their own normalization
+        (ImageNet's mean and std) rather than this dataset's mean.
+        """
+        channels = self.info.input_shape[-1]
+        if len(mean) != channels or len(std) != channels:
+            raise ValueError(f"`mean` and `std` must have one value per channel ({channels} for "
+                             f"{self.info.name!r}). Received: mean={list(mean)!r}, "
+                             f"std={list(std)!r}")
+        preprocessing = {**self.info.preprocessing, "mean": [float(m) for m in mean],
+                         "mean_kind": "per_channel", "std": [float(s) for s in std]}
+        return ImageData(dataclasses.replace(self.info, preprocessing=preprocessing),
+                         self._splits)
+
     def arrays(self, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
         """The raw uint8 images ``[N, H, W, C]`` and int32 labels of a split held in memory."""
         source = self._split(split)

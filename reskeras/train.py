@@ -105,6 +105,12 @@ class _Run:
             raise ValueError(f"`batch_size` must be divisible by the {self.replicas} replicas of "
                              f"the strategy. Received: batch_size={self.batch}")
         self.data = _load_data(config)
+        self.imported = None
+        if config.weights is not None:
+            if initial_weights is not None:
+                raise ValueError("`weights` and `initial_weights` exclude each other. Received: "
+                                 f"weights={config.weights!r}, initial_weights={initial_weights!r}")
+            self.data, self.imported = _imported_weights(config, self.data)
         self.steps_per_epoch = self.data.steps_per_epoch(self.batch)
         total = config.steps or config.epochs * self.steps_per_epoch
         self.total_steps = total
@@ -116,6 +122,24 @@ class _Run:
         self.run_dir = config.out
         # through JSON once, so it compares equal to what config.json holds
         self.record = json.loads(json.dumps(self._record()))
+        if self.imported is not None:
+            self._check_imported_weights()
+
+    def _check_imported_weights(self) -> None:
+        """Matches the weights file against the run's net now, before anything is written."""
+        from reskeras.weights import loader
+
+        state, entry = self.imported
+        file_classes = state["fc.weight"].shape[0] if "fc.weight" in state else None
+        entry["classifier"] = "loaded" if file_classes == self.data.info.classes else "new"
+        model = build_run_model(self.record)
+        try:
+            loader.plan_assignments(model, state, source=entry["source"],
+                                    skip_classifier=entry["classifier"] == "new",
+                                    origin=self.config.weights)
+        finally:
+            del model
+        self.record["weights"] = dict(entry)
 
     def _record(self) -> dict:
         info = self.data.info
@@ -227,6 +251,13 @@ class _Run:
         latest = tf.train.latest_checkpoint(self.checkpoint_dir)
         if latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
+        elif self.imported is not None:
+            from reskeras.weights import loader
+
+            state, entry = self.imported
+            loader.assign(loader.plan_assignments(
+                self.model, state, source=entry["source"],
+                skip_classifier=entry["classifier"] == "new", origin=self.config.weights))
         elif self.initial_weights is not None:
             self._load_initial_weights(self.initial_weights)
         self.last_checkpoint_step = int(self.step.numpy())
@@ -426,6 +457,21 @@ def _strategy_for(config: TrainConfig):
 def _scratch_dir() -> str:
     import tempfile
     return tempfile.mkdtemp(prefix="reskeras-worker-checkpoints-")
+
+
+def _imported_weights(config: TrainConfig, data):
+    """The data normalized as the weights expect, and ``(state dict, record entry)``."""
+    from reskeras.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+    from reskeras.weights import files, loader
+
+    channels = data.info.input_shape[-1]
+    if channels != 3:
+        raise ValueError(f"`weights` from torchvision/timm need RGB images (3 channels). "
+                         f"Received: dataset={config.dataset!r} with {channels} channel(s)")
+    state = files.read_state_dict(config.weights)
+    entry = {"file": config.weights, "sha256": files.sha256(config.weights),
+             "source": loader.check_source(config.weights_source)}
+    return data.with_normalization(IMAGENET_MEAN, IMAGENET_STD), (state, entry)
 
 
 def _check_initial_weights(source):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 from reskeras.recipes import RECIPES
 from reskeras.specs import ArchSpec, get_spec, resolve_spec, scale
@@ -47,6 +48,13 @@ class TrainConfig:
             (:class:`reskeras.callbacks.GradientNormLogger`, ``grad_norms.jsonl``).
         activations_every: log layer responses every N steps
             (:class:`reskeras.callbacks.ActivationStatsLogger`, ``activations.jsonl``).
+        weights: a torchvision/timm ``.safetensors`` or ``.pth`` file to start from
+            (fine-tuning; :mod:`reskeras.weights`): a run starting at step 0 loads it
+            whole, with the classifier when the class count matches, else a new one;
+            the data are then normalized as the weights expect (ImageNet mean/std).
+            Recorded with its sha256 in config.json. Needs a v1 net with the default
+            ``padding``, e.g. ``model="resnet50"``.
+        weights_source: ``"torchvision"`` or ``"timm"`` (default torchvision's names).
         resume: require an existing run to resume (a run dir holding a checkpoint
             of the same run resumes anyway).
         verbose: 0 silent, 1 progress bar, 2 one line per epoch, ``None`` picks 1 on a
@@ -88,6 +96,8 @@ class TrainConfig:
     checkpoint_every: int | None = None
     grad_norms_every: int | None = None
     activations_every: int | None = None
+    weights: str | None = None
+    weights_source: str | None = None
     resume: bool = False
     verbose: int | None = None
 
@@ -96,6 +106,8 @@ class TrainConfig:
 
         if isinstance(self.dataset, str) and self.dataset:
             self.dataset = canonical_name(self.dataset)
+        if isinstance(self.weights, str) and self.weights and "://" not in self.weights:
+            self.weights = os.path.abspath(self.weights)
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad argument and its value."""
@@ -129,6 +141,11 @@ class TrainConfig:
             raise ValueError(f"`lr` must be a positive number. Received: lr={self.lr!r}")
         if not self.out:
             raise ValueError(f"`out` must name a run directory. Received: out={self.out!r}")
+        if self.weights is not None:
+            from reskeras.weights import files, loader
+
+            files.check_path(self.weights)
+            loader.check_source(self.weights_source)
 
     def resolve_arch(self) -> ArchSpec:
         """The architecture spec this config names (validated by the spec table)."""

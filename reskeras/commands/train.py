@@ -40,6 +40,11 @@ def add_parser(subparsers, name: str) -> None:
                      help="strided convs: symmetric (default, as torchvision/timm) or tf_same "
                           "(TensorFlow's bottom/right 'same')")
     net.add_argument("--no-bn", action="store_true", help="no BatchNorm (conv with bias)")
+    net.add_argument("--weights", metavar="PATH",
+                     help="start from a torchvision/timm .safetensors or .pth file "
+                          "(fine-tuning; see docs/weights.md)")
+    net.add_argument("--weights-from", choices=("torchvision", "timm"),
+                     help="where --weights comes from (default torchvision)")
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", help="digits (offline default), synthetic, cifar10, cifar100, "
                                         "mnist, fashion_mnist, imagenette or any TFDS name")
@@ -107,6 +112,7 @@ def _config_from_args(args: argparse.Namespace):
         "steps_per_execution": args.steps_per_execution,
         "checkpoint_every": args.checkpoint_every,
         "grad_norms_every": args.grad_norms_every, "activations_every": args.activations_every,
+        "weights": args.weights, "weights_source": args.weights_from,
     }
     values.update({k: v for k, v in given.items() if v is not None})
     if args.xla is not None:
@@ -139,6 +145,8 @@ def _saved_values(saved: dict) -> dict:
               "activations_every": training.get("activations_every"),
               "strategy": training["strategy"], "cpu_replicas": training["cpu_replicas"],
               "steps_per_execution": training["steps_per_execution"]}
+    if saved.get("weights"):  # the same normalization as the run's first steps
+        values.update(weights=saved["weights"]["file"], weights_source=saved["weights"]["source"])
     if dataset["name"] == "synthetic":
         values.update(synthetic_shape=tuple(dataset["shape"]),
                       synthetic_classes=dataset["classes"],

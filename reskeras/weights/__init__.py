@@ -14,7 +14,8 @@ Example:
 """
 
 from reskeras.weights.files import read_state_dict
-from reskeras.weights.loader import infer_spec, load_weights
+from reskeras.weights.loader import infer_spec, load_weights, state_dict
 from reskeras.weights.mapping import SOURCES, TABLES, torch_module
 
-__all__ = ["SOURCES", "TABLES", "infer_spec", "load_weights", "read_state_dict", "torch_module"]
+__all__ = ["SOURCES", "TABLES", "infer_spec", "load_weights", "read_state_dict", "state_dict",
+           "torch_module"]

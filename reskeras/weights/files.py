@@ -50,7 +50,7 @@ def read_state_dict(path) -> dict[str, np.ndarray]:
             with ``weights_only=True``, so no code in the file runs).
 
     Returns:
-        ``{name: ndarray}`` in file order, wrappers and ``module.`` prefixes removed.
+        ``{name: ndarray}`` in file order (safetensors stores names sorted), wrappers and ``module.`` prefixes removed.
 
     Example:
 

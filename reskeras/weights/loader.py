@@ -197,4 +197,38 @@ def load_weights(model, weights, *, source: str | None = None,
                            else "new" if has_classifier else "dropped")}
 
 
-__all__ = ["assign", "check_source", "infer_spec", "load_weights", "plan_assignments"]
+def state_dict(model, *, source: str = "torchvision") -> dict[str, np.ndarray]:
+    """The inverse of :func:`load_weights`: the model's variables under PyTorch names.
+
+    Save it with ``safetensors.numpy.save_file`` to hand a reskeras net to
+    torchvision's ``resnet*().load_state_dict`` (values only; PyTorch's
+    ``num_batches_tracked`` counters are not written: pass ``strict=False``).
+
+    Example:
+
+    >>> from reskeras import build_resnet
+    >>> state = state_dict(build_resnet(20))
+    >>> state["layer3.2.conv2.weight"].shape, state["fc.weight"].shape
+    ((64, 64, 3, 3), (10, 64))
+    """
+    source = check_source(source)
+    tensors = {}
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        module = mapping.torch_module(layer.name, source)
+        if module is None:
+            raise ValueError(f"`model` must have only layers with a {source} counterpart. "
+                             f"Received: layer {layer.name!r}")
+        for variable, suffix, layout in mapping.variable_tensors(layer):
+            value = np.asarray(variable.numpy(), np.float32)
+            if layout == "conv":
+                value = value.transpose(3, 2, 0, 1)
+            elif layout == "dense":
+                value = value.T
+            tensors[f"{module}.{suffix}"] = np.ascontiguousarray(value)
+    return tensors
+
+
+__all__ = ["assign", "check_source", "infer_spec", "load_weights", "plan_assignments",
+           "state_dict"]
