@@ -27,8 +27,8 @@ import tensorflow as tf
 from export import formats as formats_lib
 from export import layout, sources
 from export.metadata import METADATA_FILE, build_metadata, check_user_metadata, write_metadata
-from export.reference import (REFERENCE_FILE, keras_probabilities, reference_images,
-                              write_reference)
+from export.reference import (REFERENCE_FILE, bytes_probabilities, keras_probabilities,
+                              reference_images, write_reference)
 from export.savedmodel import describe_signatures, serving_resize, write_savedmodel
 from export.verify import TOLERANCE, VerificationError, VerificationReport, verify_export
 from export.warmup import WARMUP_DIR, WARMUP_FILE, check_batch_sizes, warmup_logs, write_warmup
@@ -92,7 +92,8 @@ def _fill(staged: str, source, name: str, version: int, options: _Options,
     images, origin = reference_cache[key]
     probabilities = keras_probabilities(source.model, images, source.preprocessing)
     tf.io.gfile.makedirs(layout.join(staged, "assets"))
-    write_reference(layout.join(staged, "assets", REFERENCE_FILE), images, probabilities)
+    write_reference(layout.join(staged, "assets", REFERENCE_FILE), images, probabilities,
+                    bytes_probabilities(source, images))
     reference = {"images": images, "probabilities": probabilities,
                  "class_ids": probabilities.argmax(-1)}
     logs = warmup_logs(name, images, options.warmup_batch_sizes)

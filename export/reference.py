@@ -72,10 +72,35 @@ def keras_probabilities(model, images: np.ndarray, preprocessing: dict) -> np.nd
     return np.asarray(probabilities(model, images, preprocessing))
 
 
-def write_reference(path: str, images: np.ndarray, probabilities: np.ndarray) -> None:
+def bytes_probabilities(source, images: np.ndarray) -> np.ndarray | None:
+    """The Keras probabilities of ``images`` prepared as ``serve_bytes`` prepares every image.
+
+    ``None`` unless ``serve_bytes`` resizes every image (torchvision's resize to
+    256 + central crop, :func:`export.savedmodel.serving_resize`): then a PNG of
+    a reference image is resized in the graph, and its expected output is the
+    Keras model on the image resized the same way, here with
+    ``reskeras.preprocessing.resize_square`` (the one implementation).
+    """
+    from export.savedmodel import serving_resize
+    from reskeras.preprocessing import resize_square
+
+    resize = serving_resize(source.preprocessing, source.input_shape)
+    if resize is None or not resize["every_image"]:
+        return None
+    prepared = resize_square(images, resize["shorter_side"], crop=resize["crop"],
+                             method=resize["interpolation"]).numpy()
+    return keras_probabilities(source.model, prepared, source.preprocessing)
+
+
+def write_reference(path: str, images: np.ndarray, probabilities: np.ndarray,
+                    bytes_probabilities: np.ndarray | None = None) -> None:
+    """Stores the reference batch; ``bytes_probabilities`` when ``serve_bytes`` resizes."""
     buffer = io.BytesIO()
+    extra = {} if bytes_probabilities is None else {
+        "bytes_probabilities": bytes_probabilities,
+        "bytes_class_ids": np.argmax(bytes_probabilities, axis=-1).astype(np.int64)}
     np.savez(buffer, images=images, probabilities=probabilities,
-             class_ids=np.argmax(probabilities, axis=-1).astype(np.int64))
+             class_ids=np.argmax(probabilities, axis=-1).astype(np.int64), **extra)
     with tf.io.gfile.GFile(path, "wb") as handle:
         handle.write(buffer.getvalue())
 
@@ -86,5 +111,5 @@ def read_reference(path: str) -> dict[str, np.ndarray]:
             return {key: data[key] for key in data.files}
 
 
-__all__ = ["REFERENCE_FILE", "ends_in_softmax", "keras_probabilities", "probabilities",
+__all__ = ["REFERENCE_FILE", "bytes_probabilities", "ends_in_softmax", "keras_probabilities", "probabilities",
            "read_reference", "reference_images", "write_reference"]

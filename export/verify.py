@@ -133,8 +133,8 @@ def _check_fresh(report: VerificationReport, result, tolerance: float) -> None:
     for name in SIGNATURES:
         got = fresh[name]
         dtypes_ok = (got["probabilities_dtype"], got["class_ids_dtype"]) == ("float32", "int64")
-        against = ("serving_default on the images resized and cropped as serve_bytes does"
-                   if got.get("compared_to") == "serving_default_resized" else "Keras")
+        against = ("Keras on the images resized and cropped as serve_bytes does"
+                   if got.get("compared_to") == "keras_resized" else "Keras")
         report.add(f"{name} parity",
                    got["max_abs_diff"] <= tolerance and got["class_ids_equal"] and dtypes_ok,
                    f"max |SavedModel - {against}| = {got['max_abs_diff']:.3g} "

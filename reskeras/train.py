@@ -35,7 +35,7 @@ from reskeras.callbacks import ActivationStatsLogger, GradientNormLogger
 from reskeras.callbacks._logging import summary_scalar
 from reskeras.callbacks.activation_stats import PROBE_EXAMPLES
 from reskeras.data import load_dataset
-from reskeras.recipes import RECIPES, TrainingPlan, learning_rate_at, make_optimizer, make_plan
+from reskeras.recipes import RECIPES, learning_rate_at, make_optimizer, make_plan
 from reskeras.steps import StepFunctions
 from reskeras.train_config import TrainConfig
 

@@ -107,7 +107,7 @@ def test_verify_compares_serve_bytes_on_resized_images(exported, capsys):
     assert lines[-1] == f"verified: {path}" and len(lines) == 13
     assert any(line.startswith("ok   serving_default parity: max |SavedModel - Keras| = ")
                for line in lines)
-    assert any(line.startswith("ok   serve_bytes parity: max |SavedModel - serving_default on "
+    assert any(line.startswith("ok   serve_bytes parity: max |SavedModel - Keras on "
                                "the images resized and cropped as serve_bytes does| = ")
                for line in lines)
 
