@@ -148,6 +148,17 @@ def test_bad_weights_arguments(tmp_path, monkeypatch, weights, pattern):
                     r"Received: source='caffe'")
 
 
+def test_pth_without_torch_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+
+    pth = tmp_path / "resnet18.pth"
+    pth.write_bytes(b"PK\x03\x04 not read")
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    _one_line_error(lambda: read_state_dict(str(pth)),
+                    r"^\.pth files are PyTorch pickles and need torch to read: pip install torch, "
+                    r"or convert the file to \.safetensors where torch is installed\.")
+
+
 def test_a_failed_assignment_restores_every_variable(resnet18_state, monkeypatch):
     from reskeras.weights import loader
 
