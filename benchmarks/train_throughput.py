@@ -24,7 +24,7 @@ machine noise hits every row alike, and the table gives medians and ratios.
   interleaved rounds; skipped with ``--no-stock``.
 - ``torch``: the same CIFAR network written in PyTorch, eager, channels-last,
   SGD momentum with weight decay, on batches already in memory (only when torch
-  is installed: ``pip install torch==2.13.0``; never a reskeras dependency).
+  is installed: ``pip install -e ".[torch]"``; never a reskeras dependency).
 - ``pipeline``: the input pipeline alone (images/s it can keep up; see ``Pipeline``).
 
 ``--compare-padding`` times only the trainer's default step with reference
@@ -336,7 +336,7 @@ def _variants(name, args, data):
         try:
             variants["torch"] = Torch(name, args)
         except ImportError:
-            print("(torch is not installed: no PyTorch row; pip install torch==2.13.0)")
+            print("(torch is not installed: no PyTorch row; pip install -e '.[torch]')")
     variants["pipeline"] = Pipeline(args, data)
     return variants
 

@@ -1,6 +1,8 @@
 """Lesion study: exact block lists, lesioned outputs equal hand computations, shared weights,
 no side effects on the model."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -56,8 +58,8 @@ def test_block_lists_of_resnet8_resnet14_plain14():
 
 def _zero_branch(model, prefix):
     """Makes the residual branch of ``prefix`` output exactly zero."""
-    last = max(int(layer.name[len(prefix) + 5:]) for layer in model.layers
-               if layer.name.startswith(f"{prefix}_conv"))
+    last = max(int(match.group(1)) for match in (
+        re.match(rf"^{prefix}_conv(\d+)$", layer.name) for layer in model.layers) if match)
     bn = [layer for layer in model.layers if layer.name == f"{prefix}_bn{last}"]
     if bn and model.get_layer(f"{prefix}_conv{last}").output is bn[0].input:  # v1 with BN
         gamma, beta, mean, variance = bn[0].get_weights()
@@ -120,7 +122,8 @@ def test_lesioned_models_share_the_trained_layers():
         assert lesioned.get_layer("predictions") is model.get_layer("predictions")
         assert f"{entry['block']}_conv1" not in [layer.name for layer in lesioned.layers]
     # the full model is untouched by the lesioned twins built on its layers
-    assert len(model.layers) == 29 and model.get_layer("stage1_block1_add").output is \
+    # 29 layers + the two pad layers before the strided convs of stages 2 and 3
+    assert len(model.layers) == 31 and model.get_layer("stage1_block1_add").output is \
         model.get_layer("stage1_block1_out").input
 
 
