@@ -113,7 +113,7 @@ def test_sdist_carries_the_packages_and_the_files_the_build_reads(distributions)
     metadata = email.parser.Parser().parsestr(pkg_info)
     runtime = {Requirement(r) for r in metadata.get_all("Requires-Dist") if "extra ==" not in r}
     assert runtime == _runtime_requirements()  # requirements.txt, read by the dynamic field
-    assert sorted(metadata.get_all("Provides-Extra")) == ["onnx", "test"]
+    assert sorted(metadata.get_all("Provides-Extra")) == ["onnx", "test", "torch"]
     assert metadata["License-Expression"] == "Apache-2.0"
 
 
