@@ -13,6 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+import reskeras
 from reskeras.cli import make_parser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -194,7 +195,8 @@ def test_notebook_runs_end_to_end_on_cpu_from_a_wheel(tmp_path):
     cells = {cell.get("id"): cell for cell in notebook.cells}
 
     site = tmp_path / "venv" / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
-    installed = re.search(r"reskeras 0\.1\.0 installed at (\S+)", _stream_text(cells["install"]))
+    installed = re.search(rf"reskeras {re.escape(reskeras.__version__)} installed at (\S+)",
+                          _stream_text(cells["install"]))
     assert installed and Path(installed[1]) == site / "site-packages" / "reskeras"
     assert "Not on Colab: Google sign-in skipped" in _stream_text(cells["auth"])
     assert "STRATEGY = 'cpu': TPU probe skipped" in _stream_text(cells["tpu"])
