@@ -123,6 +123,10 @@ def from_model_file(path, *, class_names=None) -> ExportSource:
     facts = model_file.read_sidecar(path)
     import reskeras  # noqa: F401  (registers the serializable layers before loading)
     model = keras.saving.load_model(path, safe_mode=True)
+    if facts["arch"] is not None and "predictions" not in {layer.name for layer in model.layers}:
+        raise ValueError("`model` must end in its classifier (`predictions`) to be served; a "
+                         "feature extractor (`reskeras convert --no-top`) has no classes. "
+                         f"Received: model={path!r}")
     shape, classes = _shape_and_classes(model)
     if list(shape) != list(facts["input_shape"]) or classes != facts["classes"]:
         raise ValueError(f"`model` must match its {os.path.basename(model_file.sidecar_path(path))}"

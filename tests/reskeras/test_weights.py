@@ -246,6 +246,17 @@ def test_convert_bad_inputs_are_one_line_and_write_nothing(tmp_path, resnet18_st
     assert taken.read_bytes() == b"keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.safetensors", "taken.keras",
                                                           "w.safetensors"]
+    # features only: converted, loadable, but not served as if they were class probabilities
+    features = str(tmp_path / "features" / "r18.keras")
+    code, _, err = _cli(["convert", path, "--out", features, "--no-top",
+                         "--input-shape", "32,32,3", "--resize", "32"], capsys)
+    assert code == 0, err
+    assert keras.saving.load_model(features, safe_mode=True).output_shape == (None, 512)
+    base = tmp_path / "exports"
+    code, _, err = _cli(["export", "--model", features, "--base", str(base), "--name", "f"],
+                        capsys)
+    assert code == 2 and err.count("\n") == 1 and "must end in its classifier" in err, err
+    assert not base.exists()
 
 
 # -- reskeras train --weights --------------------------------------------------------------
