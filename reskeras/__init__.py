@@ -15,13 +15,17 @@ from reskeras import _cpu_kernels  # noqa: F401  (must run before TensorFlow is 
 from reskeras import _quiet  # noqa: F401  (must run before TensorFlow is imported)
 from reskeras._backend import require_tensorflow_backend
 from reskeras.builders import build, build_model, build_plain, build_resnet
-from reskeras.layers import FusedBatchNormalization, NegativeInfinityPadding2D, ZeroPadShortcut
+from reskeras.initializers import Dirac
+from reskeras.layers import (BranchScale, FusedBatchNormalization, NegativeInfinityPadding2D,
+                             ZeroPadShortcut)
 from reskeras.specs import ArchSpec, get_spec, list_models, resolve_spec, scale
 
 __version__ = "0.2.0"
 
 __all__ = [
     "ArchSpec",
+    "BranchScale",
+    "Dirac",
     "FusedBatchNormalization",
     "NegativeInfinityPadding2D",
     "ZeroPadShortcut",

@@ -12,8 +12,11 @@ Choices that differ between frameworks, made explicit here:
   which misreports the test error of the short runs a study makes. The layer is
   ``reskeras.FusedBatchNormalization``, Keras's layer with a fused training
   kernel (same weights, config and results, faster).
-* Convs use ``he_normal`` (He et al. 2015, fan-in) and no bias when a BN
-  follows; without BN (``batch_norm=False``) they have a bias.
+* Convs use ``he_normal`` (He et al. 2015, fan-in), or with ``spec.init="dirac"``
+  the identity plus scaled He noise (:mod:`reskeras.initializers`), and no bias
+  when a BN follows; without BN (``batch_norm=False``) they have a bias.
+* ``spec.branch_scale`` puts a learnable scalar (``reskeras.layers.BranchScale``,
+  ``stage{s}_block{b}_scale``) on each residual branch just before the add.
 * v1 puts the stride on the 3x3 conv of a bottleneck (torchvision, "ResNet
   v1.5").
 * Strided convs and the ImageNet stem pool pad as the reference ResNets do
@@ -36,12 +39,13 @@ from __future__ import annotations
 
 from reskeras._backend import keras
 
-from reskeras.layers import FusedBatchNormalization, NegativeInfinityPadding2D, ZeroPadShortcut
+from reskeras.initializers import conv_initializer
+from reskeras.layers import (BranchScale, FusedBatchNormalization, NegativeInfinityPadding2D,
+                             ZeroPadShortcut)
 from reskeras.specs import EXPANSION, ArchSpec
 
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
-CONV_INITIALIZER = "he_normal"
 
 
 def _reference_padding(spec: ArchSpec, strides: int) -> bool:
@@ -56,7 +60,7 @@ def conv(x, filters: int, kernel_size: int, strides: int, name: str, spec: ArchS
             x = keras.layers.ZeroPadding2D((kernel_size - 1) // 2, name=f"{name}_pad")(x)
     return keras.layers.Conv2D(
         filters, kernel_size, strides=strides, padding=padding, use_bias=not spec.batch_norm,
-        kernel_initializer=CONV_INITIALIZER, name=name)(x)
+        kernel_initializer=conv_initializer(spec.init, spec.init_noise), name=name)(x)
 
 
 def max_pool(x, spec: ArchSpec, after_relu: bool):
@@ -146,6 +150,8 @@ def block(x, width: int, strides: int, spec: ArchSpec, prefix: str):
                 preact = y
             y = conv(y, filters, kernel, stride, f"{prefix}_conv{k}", spec)
     if spec.residual:
+        if spec.branch_scale is not None:
+            y = BranchScale(spec.branch_scale, name=f"{prefix}_scale")(y)
         identity = shortcut(x, preact, layout[-1][0], strides, spec, prefix)
         y = keras.layers.Add(name=f"{prefix}_add")([y, identity])
     if spec.version == "v1":

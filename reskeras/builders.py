@@ -143,7 +143,8 @@ def build_resnet(depth: int, *, family: str | None = None, block: str | None = N
                  width: int | None = None, version: str = "v1", shortcut: str | None = None,
                  residual: bool = True, batch_norm: bool = True,
                  zero_init_residual: bool = False, padding: str = "symmetric",
-                 include_top: bool = True,
+                 init: str = "he_normal", init_noise: float = 0.1,
+                 branch_scale: float | None = None, include_top: bool = True,
                  input_tensor=None, input_shape=None, pooling: str | None = None,
                  classes: int | None = None,
                  classifier_activation: str | Callable | None = "softmax",
@@ -174,6 +175,11 @@ def build_resnet(depth: int, *, family: str | None = None, block: str | None = N
             on both sides as Torch, torchvision, timm and keras.applications
             do (needed for their weights); ``"tf_same"`` uses TensorFlow's
             ``padding="same"`` (bottom/right only for even inputs).
+        init: ``"he_normal"`` or ``"dirac"`` (every conv starts as the identity
+            on its first channels plus ``init_noise`` x He noise; DiracNets).
+        init_noise: noise scale of ``"dirac"`` (default 0.1 of He's).
+        branch_scale: ``None`` or the starting value of a learnable scalar on
+            each residual branch (0 is SkipInit, De & Smith 2020).
         include_top: end with global average pooling and a ``classes``-way
             ``predictions`` layer.
         input_tensor: optional Keras or backend tensor to build on.
@@ -206,7 +212,8 @@ def build_resnet(depth: int, *, family: str | None = None, block: str | None = N
     """
     spec = resolve_spec(depth, family=family, block=block, width=width, version=version,
                         shortcut=shortcut, residual=residual, batch_norm=batch_norm,
-                        zero_init_residual=zero_init_residual, padding=padding)
+                        zero_init_residual=zero_init_residual, padding=padding, init=init,
+                        init_noise=init_noise, branch_scale=branch_scale)
     return build(spec, include_top=include_top, input_tensor=input_tensor,
                  input_shape=input_shape, pooling=pooling, classes=classes,
                  classifier_activation=classifier_activation, name=name, weights=weights,
@@ -230,7 +237,8 @@ def build_plain(depth: int, **kwargs) -> keras.Model:
     return build_resnet(depth, residual=False, **kwargs)
 
 
-_ARCH_OVERRIDES = ("version", "shortcut", "batch_norm", "zero_init_residual", "padding")
+_ARCH_OVERRIDES = ("version", "shortcut", "batch_norm", "zero_init_residual", "padding", "init",
+                   "init_noise", "branch_scale")
 
 
 def build_model(spec_or_name: ArchSpec | str | dict[str, Any], *, depth: int | None = None,
@@ -243,7 +251,8 @@ def build_model(spec_or_name: ArchSpec | str | dict[str, Any], *, depth: int | N
             a run's config.json).
         depth, width: rescale the spec (:func:`reskeras.specs.scale`).
         **kwargs: ``version``, ``shortcut``, ``batch_norm``,
-            ``zero_init_residual`` or ``padding`` to override the spec, plus any of the
+            ``zero_init_residual``, ``padding``, ``init``, ``init_noise`` or
+            ``branch_scale`` to override the spec, plus any of the
             ``keras.applications``-style arguments of :func:`build_resnet`.
 
     Example:

@@ -68,6 +68,45 @@ class ZeroPadShortcut(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="reskeras")
+class BranchScale(keras.layers.Layer):
+    """``y = alpha * x`` with one learnable scalar ``alpha``: SkipInit's residual-branch scale.
+
+    De & Smith (2020) start ``alpha`` at 0, so every residual block starts as
+    its shortcut, and train unnormalized residual nets deep; Fixup (Zhang et
+    al. 2019) scales branches at initialization too. reskeras puts one on each
+    residual branch, before the add (``stage{s}_block{b}_scale``).
+
+    Args:
+        initial: starting value of ``alpha``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> BranchScale(0.5)(np.ones((1, 2), "float32")).numpy().tolist()
+    [[0.5, 0.5]]
+    """
+
+    def __init__(self, initial: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.initial = float(initial)
+
+    def build(self, input_shape):
+        self.alpha = self.add_weight(
+            name="alpha", shape=(), initializer=keras.initializers.Constant(self.initial),
+            trainable=True)
+        self.built = True
+
+    def call(self, inputs):
+        return inputs * ops.cast(self.alpha, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "initial": self.initial}
+
+
+@keras.saving.register_keras_serializable(package="reskeras")
 class NegativeInfinityPadding2D(keras.layers.ZeroPadding2D):
     """``ZeroPadding2D`` that pads with ``-inf`` instead of zeros.
 

@@ -32,6 +32,7 @@ SHORTCUTS = ("A", "B", "C")
 # only way published weights compute what they were trained to). "tf_same": TensorFlow's
 # padding="same", which for even inputs pads only bottom/right (same shapes, other function).
 PADDINGS = ("symmetric", "tf_same")
+INITS = ("he_normal", "dirac")
 # Spec configs written before reskeras recorded `padding` were built with TensorFlow's "same".
 LEGACY_PADDING = "tf_same"
 
@@ -84,6 +85,13 @@ class ArchSpec:
             padding on both sides before every strided conv and the ImageNet
             stem pool) or ``"tf_same"`` (TensorFlow's ``padding="same"``,
             bottom/right only for even inputs; what reskeras built before 0.2).
+        init: conv kernels start ``"he_normal"`` (He et al. 2015) or ``"dirac"``:
+            the identity on the first ``min(c_in, c_out)`` channels plus
+            ``init_noise`` x He-normal noise (DiracNets;
+            :class:`reskeras.initializers.Dirac`).
+        init_noise: the noise scale of ``"dirac"`` (ignored for He init).
+        branch_scale: ``None``, or the starting value of a learnable scalar
+            multiplying each residual branch (0 is SkipInit; residual nets only).
     """
 
     family: str
@@ -97,6 +105,9 @@ class ArchSpec:
     batch_norm: bool = True
     zero_init_residual: bool = False
     padding: str = "symmetric"
+    init: str = "he_normal"
+    init_noise: float = 0.1
+    branch_scale: float | None = None
 
     def __post_init__(self):
         _check_choice("family", self.family, FAMILIES)
@@ -116,6 +127,20 @@ class ArchSpec:
         if not _is_int(self.stem_width) or self.stem_width < 1:
             raise ValueError(f"`stem_width` must be a positive integer. "
                              f"Received: stem_width={self.stem_width!r}")
+        _check_choice("init", self.init, INITS)
+        check_init_noise(self.init_noise)
+        object.__setattr__(self, "init_noise", float(self.init_noise))
+        if self.branch_scale is not None:
+            if (isinstance(self.branch_scale, bool)
+                    or not isinstance(self.branch_scale, (int, float))
+                    or self.branch_scale != self.branch_scale):
+                raise ValueError(f"`branch_scale` must be None or a number. "
+                                 f"Received: branch_scale={self.branch_scale!r}")
+            if not self.residual:
+                raise ValueError("`branch_scale` scales residual branches: it needs residual=True "
+                                 f"(a plain twin has none). Received: "
+                                 f"branch_scale={self.branch_scale!r}, residual=False")
+            object.__setattr__(self, "branch_scale", float(self.branch_scale))
         if self.zero_init_residual and not (self.residual and self.batch_norm):
             raise ValueError(
                 "`zero_init_residual=True` needs residual=True and batch_norm=True "
@@ -156,6 +181,10 @@ class ArchSpec:
             parts.append("zeroinit")
         if self.padding != "symmetric":
             parts.append("tfsame")
+        if self.init == "dirac":
+            parts.append("dirac" if self.init_noise == 0.1 else f"dirac{self.init_noise:g}")
+        if self.branch_scale is not None:
+            parts.append(f"bs{self.branch_scale:g}")
         return "_".join(parts)
 
     def to_config(self) -> dict[str, Any]:
@@ -181,6 +210,12 @@ class ArchSpec:
         if unknown:
             raise ValueError(f"Unknown ArchSpec fields {unknown}. Received: config={config!r}")
         return cls(**config)
+
+
+def check_init_noise(noise) -> None:
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0:
+        raise ValueError(f"`init_noise` must be a number >= 0 (the He-normal noise added to the "
+                         f"identity, as a fraction of He's scale). Received: init_noise={noise!r}")
 
 
 def _is_int(value) -> bool:
@@ -234,7 +269,9 @@ def default_family(depth: int) -> str:
 def resolve_spec(depth: int, *, family: str | None = None, block: str | None = None,
                  width: int | None = None, version: str = "v1", shortcut: str | None = None,
                  residual: bool = True, batch_norm: bool = True,
-                 zero_init_residual: bool = False, padding: str = "symmetric") -> ArchSpec:
+                 zero_init_residual: bool = False, padding: str = "symmetric",
+                 init: str = "he_normal", init_noise: float = 0.1,
+                 branch_scale: float | None = None) -> ArchSpec:
     """Turns builder arguments into an :class:`ArchSpec`, validating each one.
 
     Args:
@@ -246,8 +283,8 @@ def resolve_spec(depth: int, *, family: str | None = None, block: str | None = N
         block: ``None`` picks the block of the paper row or the rule above.
         width: base filters of the first stage (later stages double it);
             defaults to 16 (CIFAR) or 64 (ImageNet). The stem scales with it.
-        version, shortcut, residual, batch_norm, zero_init_residual, padding: see
-            :class:`ArchSpec`; ``shortcut=None`` is A for CIFAR, B for ImageNet.
+        version, shortcut, residual, batch_norm, zero_init_residual, padding, init,
+            init_noise, branch_scale: see :class:`ArchSpec`; ``shortcut=None`` is A for CIFAR, B for ImageNet.
     """
     if not _is_int(depth) or depth < 1:
         raise ValueError(f"`depth` must be a positive integer. Received: depth={depth!r}")
@@ -279,14 +316,15 @@ def resolve_spec(depth: int, *, family: str | None = None, block: str | None = N
                     stem_width=width, version=version,
                     shortcut=default_shortcut if shortcut is None else shortcut,
                     residual=bool(residual), batch_norm=bool(batch_norm),
-                    zero_init_residual=bool(zero_init_residual), padding=padding)
+                    zero_init_residual=bool(zero_init_residual), padding=padding, init=init,
+                    init_noise=init_noise, branch_scale=branch_scale)
 
 
 def scale(spec: ArchSpec, *, depth: int | None = None, width: int | None = None) -> ArchSpec:
     """The same architecture at another depth and/or base width (for the tuner).
 
     Everything but the stage depths and widths is kept: family, version,
-    shortcut option, residual, BatchNorm, padding. The block type is kept too, so a
+    shortcut option, residual, BatchNorm, padding, initialization, branch scale. The block type is kept too, so a
     bottleneck spec only accepts bottleneck depths.
     """
     if depth is None and width is None:
@@ -295,7 +333,9 @@ def scale(spec: ArchSpec, *, depth: int | None = None, width: int | None = None)
                         block=spec.block, width=spec.widths[0] if width is None else width,
                         version=spec.version, shortcut=spec.shortcut, residual=spec.residual,
                         batch_norm=spec.batch_norm,
-                        zero_init_residual=spec.zero_init_residual, padding=spec.padding)
+                        zero_init_residual=spec.zero_init_residual, padding=spec.padding,
+                        init=spec.init, init_noise=spec.init_noise,
+                        branch_scale=spec.branch_scale)
 
 
 def _paper_rows() -> dict[str, ArchSpec]:

@@ -26,7 +26,8 @@ class TrainConfig:
         out: run directory (created; local path or ``gs://``).
         model: registry name such as ``"resnet20"`` or ``"plain56"``.
         depth: depth for ``build_resnet``/``build_plain`` (with ``plain``, ``width``,
-            ``version``, ``shortcut``, ``padding``, ``batch_norm``, ``family``).
+            ``version``, ``shortcut``, ``padding``, ``init``, ``init_noise``,
+            ``branch_scale``, ``batch_norm``, ``family``; see ``reskeras.specs.ArchSpec``).
         arch: an ``ArchSpec`` or its ``to_config()`` dict (the tuner passes this).
         dataset: ``"digits"`` (default, offline), ``"synthetic"``, a TFDS name or
             ``"folder:DIR"`` (recorded with DIR made absolute).
@@ -70,6 +71,9 @@ class TrainConfig:
     version: str | None = None
     shortcut: str | None = None
     padding: str | None = None
+    init: str | None = None
+    init_noise: float | None = None
+    branch_scale: float | None = None
     batch_norm: bool = True
     arch: dict | ArchSpec | None = None
     dataset: str = "digits"
@@ -152,7 +156,8 @@ class TrainConfig:
         if self.arch is not None:
             return self.arch if isinstance(self.arch, ArchSpec) else ArchSpec.from_config(self.arch)
         overrides = {"version": self.version, "shortcut": self.shortcut,
-                     "padding": self.padding}
+                     "padding": self.padding, "init": self.init, "init_noise": self.init_noise,
+                     "branch_scale": self.branch_scale}
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if not self.batch_norm:
             overrides["batch_norm"] = False

@@ -22,7 +22,7 @@ import contextlib
 import sys
 
 from reskeras.cli import UsageError, add_command
-from reskeras.specs import FAMILIES, PADDINGS, SHORTCUTS, VERSIONS
+from reskeras.specs import FAMILIES, INITS, PADDINGS, SHORTCUTS, VERSIONS
 
 _STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
 
@@ -54,6 +54,11 @@ def add_parser(subparsers, name: str) -> None:
     space.add_argument("--plain", action="store_true", help="plain nets only")
     space.add_argument("--versions", nargs="+", choices=VERSIONS, help="v1 and/or v2")
     space.add_argument("--shortcuts", nargs="+", choices=SHORTCUTS, help="A, B and/or C")
+    space.add_argument("--inits", nargs="+", choices=INITS,
+                       help="conv init: he_normal and/or dirac (identity + noise)")
+    space.add_argument("--branch-scales", type=float, nargs="+", metavar="X",
+                       help="learnable residual-branch scale starting at X (0: SkipInit); "
+                            "residual candidates only")
     space.add_argument("--lrs", type=float, nargs="+", metavar="LR",
                        help="learning rates (default: the recipe's)")
     space.add_argument("--weight-decays", type=float, nargs="+", metavar="WD",
@@ -130,7 +135,8 @@ def config_from_args(args: argparse.Namespace):
         depths=_tuple(args.depths), stage_blocks=_tuple(args.stage_blocks),
         widths=_tuple(args.widths), search_residual=args.search_residual,
         residual=not args.plain, versions=_tuple(args.versions),
-        shortcuts=_tuple(args.shortcuts), lrs=_tuple(args.lrs),
+        shortcuts=_tuple(args.shortcuts), inits=_tuple(args.inits),
+        branch_scales=_tuple(args.branch_scales), lrs=_tuple(args.lrs),
         weight_decays=_tuple(args.weight_decays), batch_norm=not args.no_bn,
         padding=args.padding,
         max_params=args.max_params, max_flops=args.max_flops, recipe=args.recipe,

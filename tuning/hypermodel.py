@@ -42,15 +42,15 @@ import os
 import keras_tuner as kt
 
 from reskeras import rundir
-from reskeras.specs import (FAMILIES, LEGACY_PADDING, PADDINGS, SHORTCUTS, VERSIONS, ArchSpec,
-                            resolve_spec, valid_depths)
+from reskeras.specs import (FAMILIES, INITS, LEGACY_PADDING, PADDINGS, SHORTCUTS, VERSIONS,
+                            ArchSpec, resolve_spec, valid_depths)
 from reskeras.train_config import TrainConfig
 
 DEFAULT_DEPTHS = {"cifar": (8, 14, 20, 26, 32), "imagenet": (18, 34, 50)}
 DEFAULT_WIDTHS = {"cifar": (8, 16, 32), "imagenet": (32, 64)}
 # TrainConfig fields the hypermodel sets itself; everything else may be passed on
 _OWN_FIELDS = {"out", "model", "depth", "plain", "family", "width", "version", "shortcut",
-               "padding",
+               "padding", "init", "init_noise", "branch_scale",
                "batch_norm", "arch", "epochs", "steps", "lr", "weight_decay", "resume"}
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
@@ -104,6 +104,10 @@ class ResNetHyperModel(kt.HyperModel):
         batch_norm: BatchNorm in every candidate (default True).
         padding: how every candidate's strided convs pad (``"symmetric"``, the
             default, or ``"tf_same"``; see :class:`reskeras.specs.ArchSpec`).
+        init: ``None`` (He), one of ``"he_normal"``/``"dirac"`` (fixed) or both
+            (an ``init`` hyperparameter); ``init_noise`` is Dirac's noise scale.
+        branch_scale: ``None`` (no branch scale), one value (fixed) or a list
+            (a ``branch_scale`` hyperparameter); applies to residual candidates only.
         dataset, data_dir, recipe, batch_size, strategy, seed, grad_norms_every:
             passed to :class:`reskeras.train_config.TrainConfig` for every trial.
         epochs: epochs of a trial when neither the tuner nor ``fit`` says (Hyperband
@@ -117,7 +121,8 @@ class ResNetHyperModel(kt.HyperModel):
                  block: str | None = None, depths=None, stage_blocks=None, widths=None,
                  search_residual: bool = False, residual: bool = True, version=None,
                  shortcut=None, lr=None, weight_decay=None, batch_norm: bool = True,
-                 padding: str = "symmetric", dataset: str = "digits",
+                 padding: str = "symmetric", init=None, init_noise: float = 0.1,
+                 branch_scale=None, dataset: str = "digits",
                  data_dir: str | None = None, recipe: str = "adam",
                  batch_size: int | None = None, epochs: int | None = None,
                  strategy: str = "auto", seed: int = 0, grad_norms_every: int | None = 4,
@@ -129,7 +134,8 @@ class ResNetHyperModel(kt.HyperModel):
             "block": block, "depths": depths, "stage_blocks": stage_blocks, "widths": widths,
             "search_residual": search_residual, "residual": residual, "version": version,
             "shortcut": shortcut, "lr": lr, "weight_decay": weight_decay,
-            "batch_norm": batch_norm, "padding": padding, "dataset": dataset,
+            "batch_norm": batch_norm, "padding": padding, "init": init,
+            "init_noise": init_noise, "branch_scale": branch_scale, "dataset": dataset,
             "data_dir": data_dir,
             "recipe": recipe, "batch_size": batch_size, "epochs": epochs,
             "strategy": strategy, "seed": seed, "grad_norms_every": grad_norms_every,
@@ -168,6 +174,9 @@ class ResNetHyperModel(kt.HyperModel):
             raise ValueError(f"`padding` must be one of {', '.join(map(repr, PADDINGS))}. "
                              f"Received: padding={padding!r}")
         self.padding = padding
+        self.inits = _as_choices("init", init, INITS)
+        self.init_noise = init_noise
+        self.branch_scales = _as_choices("branch_scale", branch_scale, number=True)
         self.train_options = dict(train_options or {})
         unknown = sorted(set(self.train_options) - (_TRAIN_FIELDS - _OWN_FIELDS))
         if unknown:
@@ -205,13 +214,15 @@ class ResNetHyperModel(kt.HyperModel):
         else:
             hp.Fixed("residual", self.residual)
         for name, values in (("version", self.versions), ("shortcut", self.shortcuts),
+                             ("init", self.inits), ("branch_scale", self.branch_scales),
                              ("lr", self.lrs), ("weight_decay", self.weight_decays)):
             if values is None:
                 continue
             if len(values) == 1:
                 hp.Fixed(name, values[0])
             else:
-                hp.Choice(name, list(values), ordered=name in ("lr", "weight_decay"))
+                hp.Choice(name, list(values),
+                          ordered=name in ("lr", "weight_decay", "branch_scale"))
 
     def default_hyperparameters(self) -> kt.HyperParameters:
         hp = kt.HyperParameters()
@@ -254,18 +265,23 @@ class ResNetHyperModel(kt.HyperModel):
         version = get("version", self.versions[0] if self.versions else "v1")
         shortcut = get("shortcut", self.shortcuts[0] if self.shortcuts else None)
         width = get("width", self.widths[0])
+        common = {"padding": self.padding, "init": get("init", self.inits[0] if self.inits
+                                                       else "he_normal"),
+                  "init_noise": self.init_noise,
+                  # plain candidates of a residual-vs-plain search have no branch to scale
+                  "branch_scale": get("branch_scale", self.branch_scales[0]
+                                      if self.branch_scales else None) if residual else None}
         if self.stage_blocks is not None:
             base = resolve_spec(DEFAULT_DEPTHS[self.family][0], family=self.family,
                                 block=self.block, width=width, version=version,
                                 shortcut=shortcut, residual=residual,
-                                batch_norm=self.batch_norm, padding=self.padding)
+                                batch_norm=self.batch_norm, **common)
             blocks = tuple(get(f"stage{s}_blocks", self.stage_blocks[0])
                            for s in range(1, len(base.depths) + 1))
             return dataclasses.replace(base, depths=blocks)
         return resolve_spec(get("depth", self.depths[0]), family=self.family, block=self.block,
                             width=width, version=version, shortcut=shortcut,
-                            residual=residual, batch_norm=self.batch_norm,
-                            padding=self.padding)
+                            residual=residual, batch_norm=self.batch_norm, **common)
 
     def build(self, hp):
         from reskeras.builders import build

@@ -60,7 +60,8 @@ class SearchConfig:
         objective: ``val_accuracy`` (default) or ``val_loss``.
         max_trials: trials to run; max_epochs: epochs of a trial (Hyperband: the most).
         family, block, depths, stage_blocks, widths, search_residual, residual,
-        versions, shortcuts, lrs, weight_decays, batch_norm, padding: the search space
+        versions, shortcuts, inits, branch_scales, lrs, weight_decays, batch_norm, padding:
+            the search space
             (:class:`tuning.ResNetHyperModel`).
         max_params, max_flops: the budget per sampled model.
         recipe, batch_size, seed, grad_norms_every: training of every trial.
@@ -86,6 +87,8 @@ class SearchConfig:
     residual: bool = True
     versions: tuple | None = None
     shortcuts: tuple | None = None
+    inits: tuple | None = None
+    branch_scales: tuple | None = None
     lrs: tuple | None = None
     weight_decays: tuple | None = None
     batch_norm: bool = True
@@ -134,8 +137,8 @@ class SearchConfig:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"`objective` must be one of {', '.join(map(repr, OBJECTIVES))}. "
                              f"Received: objective={self.objective!r}")
-        for name in ("depths", "stage_blocks", "widths", "versions", "shortcuts", "lrs",
-                     "weight_decays"):
+        for name in ("depths", "stage_blocks", "widths", "versions", "shortcuts", "inits",
+                     "branch_scales", "lrs", "weight_decays"):
             value = getattr(self, name)
             if value is not None and len(value) == 0:
                 raise ValueError(f"`{name}` must not be empty (the search space would be "
@@ -159,6 +162,7 @@ def make_hypermodel(config: SearchConfig, info) -> ResNetHyperModel:
         depths=config.depths, stage_blocks=config.stage_blocks, widths=config.widths,
         search_residual=config.search_residual, residual=config.residual,
         version=_choices(config.versions), shortcut=_choices(config.shortcuts),
+        init=_choices(config.inits), branch_scale=_choices(config.branch_scales),
         lr=_choices(config.lrs), weight_decay=_choices(config.weight_decays),
         batch_norm=config.batch_norm, padding=config.padding, dataset=config.dataset, data_dir=config.data_dir,
         recipe=config.recipe, batch_size=config.batch_size, strategy=config.strategy,

@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from reskeras.cli import UsageError, add_command, parse_shape
-from reskeras.specs import FAMILIES, PADDINGS, SHORTCUTS, VERSIONS
+from reskeras.specs import FAMILIES, INITS, PADDINGS, SHORTCUTS, VERSIONS
 
 _STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
 _PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -40,6 +40,12 @@ def add_parser(subparsers, name: str) -> None:
                      help="strided convs: symmetric (default, as torchvision/timm) or tf_same "
                           "(TensorFlow's bottom/right 'same')")
     net.add_argument("--no-bn", action="store_true", help="no BatchNorm (conv with bias)")
+    net.add_argument("--init", choices=INITS,
+                     help="conv init: he_normal (default) or dirac (identity + noise, DiracNets)")
+    net.add_argument("--init-noise", type=float, metavar="X",
+                     help="with --init dirac: He-normal noise scale (default 0.1)")
+    net.add_argument("--branch-scale", type=float, metavar="X",
+                     help="learnable scalar on each residual branch, starting at X (0: SkipInit)")
     net.add_argument("--weights", metavar="PATH",
                      help="start from a torchvision/timm .safetensors or .pth file "
                           "(fine-tuning; see docs/weights.md)")
@@ -102,6 +108,7 @@ def _config_from_args(args: argparse.Namespace):
     given = {
         "model": args.model, "depth": args.depth, "family": args.family, "width": args.width,
         "version": args.version, "shortcut": args.shortcut, "padding": args.padding,
+        "init": args.init, "init_noise": args.init_noise, "branch_scale": args.branch_scale,
         "dataset": args.dataset,
         "data_dir": args.data_dir, "image_size": args.image_size,
         "synthetic_shape": args.synthetic_shape, "synthetic_classes": args.synthetic_classes,

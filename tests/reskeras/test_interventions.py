@@ -1,0 +1,174 @@
+"""Builder interventions of the study's *why* (issue 18, item 1): Dirac init and branch scales.
+
+Facts: the identity kernel's exact values, a zero-noise Dirac plain net carrying its input
+through 20 layers unchanged, SkipInit blocks that start as their shortcut, the noise's scale,
+serialization with ``safe_mode=True``, spec names and errors, and that runs and the tuner
+carry both choices.
+"""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from reskeras import build_plain, build_resnet, rundir
+from reskeras.cli import main
+from reskeras.initializers import Dirac
+from reskeras.layers import BranchScale
+from reskeras.specs import ArchSpec, resolve_spec
+from tuning import ResNetHyperModel
+
+
+def test_dirac_kernel_is_the_identity_on_the_first_channels_at_the_centre_tap():
+    kernel = np.asarray(Dirac(noise=0.0)((3, 3, 4, 6)))
+    expected = np.zeros((3, 3, 4, 6), np.float32)
+    for i in range(4):
+        expected[1, 1, i, i] = 1.0
+    np.testing.assert_array_equal(kernel, expected)
+    narrowing = np.asarray(Dirac(noise=0.0)((1, 1, 6, 4)))
+    np.testing.assert_array_equal(narrowing[0, 0], np.eye(6, 4, dtype=np.float32))
+    stem = np.asarray(Dirac(noise=0.0)((7, 7, 3, 16)))
+    assert stem[3, 3, :, :3].tolist() == np.eye(3).tolist() and stem.sum() == 3.0
+    with pytest.raises(ValueError, match=r"Dirac initializes conv kernels"):
+        Dirac()((3, 4))
+
+
+def test_dirac_noise_is_the_given_fraction_of_he_normal():
+    shape = (3, 3, 256, 256)
+    he_std = np.sqrt(2.0 / (3 * 3 * 256))
+    keras.utils.set_random_seed(1)
+    first = np.asarray(Dirac(noise=0.1)(shape))
+    keras.utils.set_random_seed(1)
+    again = np.asarray(Dirac(noise=0.1)(shape))
+    np.testing.assert_array_equal(first, again)  # seeded by keras.utils.set_random_seed
+    noise = first - np.asarray(Dirac(noise=0.0)(shape))
+    assert noise.std() == pytest.approx(0.1 * he_std, rel=0.02)
+
+
+def test_zero_noise_dirac_plain_net_carries_its_input_unchanged():
+    """Without BN: every conv is the identity (strided ones subsample), every ReLU passes x >= 0."""
+    model = build_plain(20, batch_norm=False, init="dirac", init_noise=0.0,
+                        input_shape=(8, 8, 3))
+    assert model.name == "plain20_nobn_dirac0"
+    images = np.random.default_rng(0).uniform(0, 1, (2, 8, 8, 3)).astype("float32")
+    for name, stride in (("stage1_block3_out", 1), ("stage2_block3_out", 2),
+                         ("stage3_block3_out", 4)):
+        out = np.asarray(keras.Model(model.input, model.get_layer(name).output)(images))
+        np.testing.assert_array_equal(out[..., :3], images[:, ::stride, ::stride, :])
+        assert not out[..., 3:].any()
+    # with BN at initialization (inference: x / sqrt(1 + eps) per layer) nearly so
+    with_bn = build_plain(20, init="dirac", init_noise=0.0, input_shape=(8, 8, 3))
+    out = np.asarray(keras.Model(with_bn.input, with_bn.get_layer("stage3_block3_out").output)(
+        images, training=False))
+    np.testing.assert_allclose(out[..., :3], images[:, ::4, ::4, :], rtol=1e-3)
+
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_skipinit_blocks_start_as_their_shortcut_and_their_scale_learns(batch_norm):
+    model = build_resnet(20, branch_scale=0.0, batch_norm=batch_norm, input_shape=(8, 8, 3))
+    assert model.name == ("resnet20_bs0" if batch_norm else "resnet20_nobn_bs0")
+    scales = [layer for layer in model.layers if isinstance(layer, BranchScale)]
+    assert [layer.name for layer in scales] == [
+        f"stage{s}_block{b}_scale" for s in (1, 2, 3) for b in (1, 2, 3)]
+    images = np.random.default_rng(1).normal(size=(4, 8, 8, 3)).astype("float32")
+    taps = keras.Model(model.input, [model.get_layer(n).output for n in (
+        "stage1_block1_out", "stage1_block3_out", "stage3_block1_add")])
+    first, third, add = (np.asarray(t) for t in taps(images, training=False))
+    np.testing.assert_array_equal(third, first)  # blocks 2 and 3: relu(0 * branch + x) = x
+    shortcut = np.asarray(keras.Model(model.input, model.get_layer(
+        "stage3_block1_shortcut").output)(images, training=False))
+    np.testing.assert_array_equal(add, shortcut)
+    # the scale is a parameter (one per block) with a gradient at 0: SkipInit trains
+    assert model.count_params() == build_resnet(20, batch_norm=batch_norm,
+                                                input_shape=(8, 8, 3)).count_params() + 9
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(model(images, training=True) * np.eye(10)[[0, 1, 2, 3]])
+    grads = tape.gradient(loss, [layer.alpha for layer in scales])
+    assert all(np.isfinite(g.numpy()) for g in grads) and any(g.numpy() != 0 for g in grads)
+
+
+def test_keras_files_keep_the_interventions(tmp_path):
+    keras.utils.set_random_seed(3)
+    model = build_resnet(20, init="dirac", init_noise=0.2, branch_scale=0.5,
+                         input_shape=(8, 8, 3))
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    images = np.random.default_rng(2).normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(loaded(images)), np.asarray(model(images)))
+    initializer = loaded.get_layer("stage2_block1_conv1").kernel_initializer
+    assert isinstance(initializer, Dirac) and initializer.noise == 0.2
+    assert loaded.get_layer("stage1_block1_scale").initial == 0.5
+
+
+def test_spec_fields_names_round_trip_and_errors():
+    spec = resolve_spec(56, init="dirac", residual=False)
+    assert spec.name == "plain56_dirac" and (spec.init_noise, spec.branch_scale) == (0.1, None)
+    assert resolve_spec(56, batch_norm=False, branch_scale=0).name == "resnet56_nobn_bs0"
+    skip = resolve_spec(20, branch_scale=0.25, init="dirac", init_noise=0.05)
+    assert skip.name == "resnet20_dirac0.05_bs0.25"
+    assert ArchSpec.from_config(json.loads(json.dumps(skip.to_config()))) == skip
+    legacy = {k: v for k, v in resolve_spec(20).to_config().items()
+              if k not in ("init", "init_noise", "branch_scale")}
+    assert ArchSpec.from_config(legacy) == resolve_spec(20)  # configs before these fields
+    for kwargs, message in [
+        (dict(init="orthogonal"),
+         "`init` must be one of 'he_normal', 'dirac'. Received: init='orthogonal'"),
+        (dict(init="dirac", init_noise=-1.0), "`init_noise` must be a number >= 0"),
+        (dict(branch_scale="zero"),
+         "`branch_scale` must be None or a number. Received: branch_scale='zero'"),
+        (dict(branch_scale=0.0, residual=False),
+         "`branch_scale` scales residual branches: it needs residual=True"),
+    ]:
+        with pytest.raises(ValueError) as info:
+            resolve_spec(20, **kwargs)
+        assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_train_records_the_interventions_and_refuses_a_plain_branch_scale(tmp_path, capsys):
+    out = tmp_path / "dirac"
+    assert main(["train", "--depth", "8", "--plain", "--init", "dirac", "--init-noise", "0.05",
+                 "--steps", "2", "--batch-size", "32", "--dataset", "digits",
+                 "--out", str(out)]) == 0
+    arch = rundir.read_config(str(out))["arch"]
+    assert (arch["init"], arch["init_noise"], arch["branch_scale"]) == ("dirac", 0.05, None)
+    out = tmp_path / "skip"
+    assert main(["train", "--depth", "8", "--no-bn", "--branch-scale", "0", "--steps", "2",
+                 "--batch-size", "32", "--dataset", "digits", "--out", str(out)]) == 0
+    assert rundir.read_config(str(out))["model_name"] == "resnet8_nobn_bs0"
+    capsys.readouterr()
+    refused = tmp_path / "refused"
+    code = main(["train", "--depth", "8", "--plain", "--branch-scale", "0", "--steps", "2",
+                 "--dataset", "digits", "--out", str(refused)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "needs residual=True" in err, err
+    assert not refused.exists()
+
+
+def test_tuner_searches_init_and_branch_scale():
+    hypermodel = ResNetHyperModel((8, 8, 1), 10, depths=[8], widths=[4], search_residual=True,
+                                  init=["he_normal", "dirac"], branch_scale=[0.0, 1.0],
+                                  init_noise=0.05)
+    space = {hp["config"]["name"]: hp for hp in
+             hypermodel.default_hyperparameters().get_config()["space"]}
+    assert space["init"]["config"]["values"] == ["he_normal", "dirac"]
+    assert space["branch_scale"]["config"]["values"] == [0.0, 1.0]
+    spec = hypermodel.spec({"depth": 8, "width": 4, "residual": True, "init": "dirac",
+                            "branch_scale": 0.0})
+    assert spec.name == "resnet8_w4_dirac0.05_bs0"
+    plain = hypermodel.spec({"depth": 8, "width": 4, "residual": False, "init": "dirac",
+                             "branch_scale": 0.0})
+    assert plain.name == "plain8_w4_dirac0.05" and plain.branch_scale is None
+    rebuilt = ResNetHyperModel.from_config(json.loads(json.dumps(hypermodel.get_config())))
+    assert rebuilt.spec({"residual": True, "init": "dirac", "branch_scale": 1.0}).name == \
+        "resnet8_w4_dirac0.05_bs1"
+    fixed = ResNetHyperModel((8, 8, 1), 10, depths=[8], widths=[4], init="dirac")
+    names = [hp["config"]["name"] for hp in
+             fixed.default_hyperparameters().get_config()["space"]]
+    assert "init" in names and "branch_scale" not in names
+    with pytest.raises(ValueError, match=r"`init` must hold values among 'he_normal', 'dirac'"):
+        ResNetHyperModel((8, 8, 1), 10, depths=[8], widths=[4], init="xavier")
