@@ -54,11 +54,12 @@ CAPTIONS = {
 _NOT_MEASURED = "Not measured: the analysis was skipped or had no finished cells to run on."
 _CSS = """
 body{font-family:system-ui,sans-serif;color:#1d2330;margin:0;background:#f6f7f9;line-height:1.5}
-main{max-width:1100px;margin:0 auto;padding:24px 32px;background:#fff}
+main{max-width:1216px;margin:0 auto;padding:24px 32px;background:#fff}
 h2{border-bottom:2px solid #e3e6ea;padding-bottom:.2em;margin-top:1.8em}.meta{color:#5a6270}
 .answer{background:#eef5ff;border-left:6px solid #2f6fdb;padding:14px 18px;font-size:1.1em}
 .table{overflow-x:auto}table{border-collapse:collapse;font-size:.9em;margin:.6em 0}
-th,td{border:1px solid #d5d9df;padding:4px 9px;text-align:left;white-space:nowrap}
+th,td{border:1px solid #d5d9df;padding:4px 7px;text-align:left;white-space:nowrap}
+th{white-space:normal;vertical-align:bottom}td:first-child{white-space:normal;min-width:9.5em}
 th{background:#f0f2f5}tr:nth-child(even) td{background:#fafbfc}figure{margin:1em 0}
 img{max-width:100%;height:auto;border:1px solid #e3e6ea}figcaption{color:#5a6270;font-size:.9em}
 code{background:#f0f2f5;padding:0 3px}pre{background:#f0f2f5;padding:12px;overflow-x:auto}

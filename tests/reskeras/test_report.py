@@ -195,3 +195,35 @@ def test_summary_csv_alone(tmp_path):
     write_summary_csv(results, str(tmp_path / "s.csv"))
     first = (tmp_path / "s.csv").read_text().splitlines()[1].split(",")
     assert first[-4:] == ["", "", "", ""]
+
+
+_OVERFLOW_PROBE = """<script>
+const boxes = [...document.querySelectorAll('.table')];
+const over = boxes.filter(b => b.scrollWidth > b.clientWidth + 1)
+  .map(b => b.querySelector('tr').textContent.trim().slice(0, 40));
+document.title = 'overflow:' + JSON.stringify({over: over, tables: boxes.length,
+  page: document.documentElement.scrollWidth > window.innerWidth});
+</script></body>"""
+
+
+@pytest.mark.slow
+def test_every_table_fits_a_1280_px_window_in_a_real_browser(full_study, tmp_path):
+    """Headless Chromium lays the report out at 1280 px: no table scrolls sideways."""
+    import json
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium-headless-shell") or shutil.which("chromium")
+    if browser is None:
+        pytest.skip("needs a real browser: apt-get install -y chromium-headless-shell")
+    study, *_ = full_study
+    html = (study / "report.html").read_text()
+    probe = tmp_path / "probe.html"
+    probe.write_text(html.replace("</body>", _OVERFLOW_PROBE))
+    shutil.copytree(study / "figures", tmp_path / "figures")  # referenced relative to the page
+    dom = subprocess.run([browser, "--no-sandbox", "--disable-gpu", "--window-size=1280,4000",
+                          "--dump-dom", probe.as_uri()], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    layout = json.loads(re.search(r"<title>overflow:(.*?)</title>", dom).group(1))
+    assert layout["tables"] >= 3
+    assert layout == {"over": [], "tables": layout["tables"], "page": False}
