@@ -100,6 +100,7 @@ def test_metadata_records_the_sidecar_facts(exported, model_path):
         "shorter_side": 80, "crop": [64, 64], "interpolation": "bilinear", "every_image": True}
 
 
+@pytest.mark.slow  # a second fresh-process verification (6 s); the export itself verified
 def test_verify_compares_serve_bytes_on_resized_images(exported, capsys):
     path = os.path.join(exported[3], "tiny", "1")
     assert main(["export", "--verify", path]) == 0

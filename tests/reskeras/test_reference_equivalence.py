@@ -160,7 +160,10 @@ def _assert_same_update(net, model, images, labels, before: dict[str, np.ndarray
     return worst
 
 
-@pytest.mark.parametrize("depth", [18, 34, 50, 101, 152])
+# 101 and 152 take 11 and 16 s: `-m slow` (the default suite must stay under 10 minutes);
+# benchmarks/weights_equivalence.py measures every depth for docs/weights.md
+@pytest.mark.parametrize("depth", [18, 34, 50, pytest.param(101, marks=pytest.mark.slow),
+                                   pytest.param(152, marks=pytest.mark.slow)])
 def test_torchvision_resnets_give_the_same_logits_and_the_same_training_step(depth):
     torch.manual_seed(depth)
     net = getattr(torchvision.models, f"resnet{depth}")()
