@@ -123,7 +123,7 @@ def build(spec: ArchSpec, *, include_top: bool = True, input_tensor=None, input_
     if weights is not None:
         from reskeras.weights import files, loader
 
-        loader.check_source(weights_source)
+        source = loader.check_source(weights_source)
         state = files.read_state_dict(weights)
         if include_top and classes is None and "fc.weight" in state:
             classes = int(state["fc.weight"].shape[0])
@@ -134,8 +134,7 @@ def build(spec: ArchSpec, *, include_top: bool = True, input_tensor=None, input_
     x = _head(x, spec, include_top, pooling, classes, classifier_activation)
     model = keras.Model(inputs, x, name=name or spec.name)
     if state is not None:
-        loader.assign(loader.plan_assignments(model, state, source=loader.check_source(
-            weights_source), origin=str(weights)))
+        loader.load_state(model, state, source=source, origin=str(weights))
     return model
 
 

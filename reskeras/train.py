@@ -255,9 +255,9 @@ class _Run:
             from reskeras.weights import loader
 
             state, entry = self.imported
-            loader.assign(loader.plan_assignments(
-                self.model, state, source=entry["source"],
-                skip_classifier=entry["classifier"] == "new", origin=self.config.weights))
+            loader.load_state(self.model, state, source=entry["source"],
+                              skip_classifier=entry["classifier"] == "new",
+                              origin=self.config.weights)
         elif self.initial_weights is not None:
             self._load_initial_weights(self.initial_weights)
         self.last_checkpoint_step = int(self.step.numpy())

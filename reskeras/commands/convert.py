@@ -100,11 +100,10 @@ def run_convert(args: argparse.Namespace) -> int:
     else:
         classes = int(state["fc.weight"].shape[0]) if "fc.weight" in state else None
         model = build(spec, input_shape=args.input_shape, classes=classes)
-    plan = loader.plan_assignments(model, state, source=source, origin=path)
-    loader.assign(plan)
+    tensors = loader.load_state(model, state, source=source, origin=path)
     preprocessing = imagenet_preprocessing(resize=args.resize, interpolation=args.interpolation)
     record = {"kind": source, "file": os.path.abspath(path), "sha256": files.sha256(path),
-              "tensors": len(plan), "classifier": "dropped" if args.no_top else "loaded"}
+              "tensors": tensors, "classifier": "dropped" if args.no_top else "loaded"}
     written = write_model_file(model, out, preprocessing=preprocessing, source=record,
                                arch=spec.to_config(), class_names=class_names)
     for line in written:

@@ -144,6 +144,19 @@ def assign(plan: list[tuple[object, np.ndarray]]) -> None:
         raise
 
 
+def load_state(model, state: dict, *, source: str | None = None, skip_classifier: bool = False,
+               origin: str = "the state dict") -> int:
+    """Matches ``state`` against ``model`` and assigns it (all or nothing); returns the tensor count.
+
+    The one place a read state dict goes into a model: :func:`load_weights`,
+    ``build(weights=)``, ``reskeras convert`` and ``train(weights=)`` call it.
+    """
+    plan = plan_assignments(model, state, source=check_source(source),
+                            skip_classifier=skip_classifier, origin=origin)
+    assign(plan)
+    return len(plan)
+
+
 def load_weights(model, weights, *, source: str | None = None,
                  skip_classifier: bool = False) -> dict:
     """Loads a torchvision or timm ResNet state dict into a reskeras model.
@@ -180,19 +193,18 @@ def load_weights(model, weights, *, source: str | None = None,
         raise ValueError(f"`model` must be a keras.Model. Received: model={model!r}")
     source_name = check_source(source)
     if isinstance(weights, dict):
-        state, origin, digest = dict(weights), "the state dict", None
-        state = {key: np.asarray(value, np.float32) for key, value in state.items()}
+        state = {key: np.asarray(value, np.float32) for key, value in weights.items()}
+        origin, digest = "the state dict", None
     else:
         origin = files.check_path(weights)
         state = files.read_state_dict(origin)
         digest = files.sha256(origin)
-    plan = plan_assignments(model, state, source=source_name, skip_classifier=skip_classifier,
-                            origin=origin)
-    assign(plan)
+    tensors = load_state(model, state, source=source_name, skip_classifier=skip_classifier,
+                         origin=origin)
     has_classifier = any(layer.name == "predictions" for layer in model.layers)
     return {"source": source_name,
             "file": os.path.abspath(origin) if digest else None, "sha256": digest,
-            "tensors": len(plan),
+            "tensors": tensors,
             "classifier": ("loaded" if has_classifier and not skip_classifier
                            else "new" if has_classifier else "dropped")}
 
@@ -230,5 +242,6 @@ def state_dict(model, *, source: str = "torchvision") -> dict[str, np.ndarray]:
     return tensors
 
 
-__all__ = ["assign", "check_source", "infer_spec", "load_weights", "plan_assignments",
+__all__ = ["assign", "check_source", "infer_spec", "load_state", "load_weights",
+           "plan_assignments",
            "state_dict"]
