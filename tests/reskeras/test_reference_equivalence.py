@@ -160,21 +160,32 @@ def _assert_same_update(net, model, images, labels, before: dict[str, np.ndarray
     return worst
 
 
-# 101 and 152 take 11 and 16 s: `-m slow` (the default suite must stay under 10 minutes);
-# benchmarks/weights_equivalence.py measures every depth for docs/weights.md
-@pytest.mark.parametrize("depth", [18, 34, 50, pytest.param(101, marks=pytest.mark.slow),
-                                   pytest.param(152, marks=pytest.mark.slow)])
-def test_torchvision_resnets_give_the_same_logits_and_the_same_training_step(depth):
+def _torchvision_net(depth: int):
+    """torchvision's ResNet with random weights and randomized BN, and its state dict."""
     torch.manual_seed(depth)
     net = getattr(torchvision.models, f"resnet{depth}")()
     _randomize_batch_norm(net, depth)
-    state = _state(net)
+    return net, _state(net)
+
+
+@pytest.mark.parametrize("depth", [18, 34, 50, 101, 152])
+def test_torchvision_resnets_give_the_same_logits(depth):
+    net, state = _torchvision_net(depth)
     model = build_resnet(depth, classifier_activation=None, input_shape=(None, None, 3))
     assert model.count_params() == sum(v.numel() for v in net.state_dict().values()
                                        if v.dtype.is_floating_point)
     load_weights(model, state)
     rng = np.random.default_rng(depth)
     _assert_same_logits(net, model, rng.standard_normal((2, 224, 224, 3)).astype("float32"))
+
+
+# the float64 step of 101 and 152 takes 11 s each: `-m slow` (the default suite must stay
+# under 10 minutes); benchmarks/weights_equivalence.py measures every depth for docs/weights.md
+@pytest.mark.parametrize("depth", [18, 34, 50, pytest.param(101, marks=pytest.mark.slow),
+                                   pytest.param(152, marks=pytest.mark.slow)])
+def test_torchvision_resnets_give_the_same_training_step(depth):
+    net, state = _torchvision_net(depth)
+    rng = np.random.default_rng(depth + 1)
     # one training step on 64x64 inputs (even sizes everywhere: where "same" padding differed)
     images = rng.standard_normal((4, 64, 64, 3)).astype("float32")
     labels = rng.integers(0, 1000, 4)

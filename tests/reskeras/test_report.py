@@ -214,8 +214,9 @@ def test_every_table_fits_a_1280_px_window_in_a_real_browser(full_study, tmp_pat
     import subprocess
 
     browser = shutil.which("chromium-headless-shell") or shutil.which("chromium")
-    if browser is None:
-        pytest.skip("needs a real browser: apt-get install -y chromium-headless-shell")
+    # no skip: without a browser the layout is unchecked, which must not read as a pass
+    assert browser is not None, ("needs a real browser on PATH: apt-get install -y "
+                                 "chromium-headless-shell")
     study, *_ = full_study
     html = (study / "report.html").read_text()
     probe = tmp_path / "probe.html"
