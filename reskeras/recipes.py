@@ -72,19 +72,29 @@ class TrainingPlan:
         return cls(**{**config, "boundaries": tuple(config["boundaries"])})
 
 
-def make_plan(recipe: str, *, global_batch_size: int, total_steps: int, steps_per_epoch: int,
-              lr: float | None = None, weight_decay: float | None = None) -> TrainingPlan:
-    """The plan of ``recipe`` for this batch and budget (``lr`` overrides the scaled rate)."""
+def scaled_lr(recipe: str, global_batch_size: int) -> float:
+    """The recipe's learning rate for this global batch (linear scaling where it applies).
+
+    >>> scaled_lr("paper", 256), scaled_lr("adam", 256)
+    (0.2, 0.001)
+    """
     if recipe not in RECIPES:
         raise ValueError(f"`recipe` must be one of {', '.join(map(repr, RECIPES))}. "
                          f"Received: recipe={recipe!r}")
+    row = RECIPES[recipe]
+    return row.lr * (global_batch_size / REFERENCE_BATCH if row.scale_lr_with_batch else 1.0)
+
+
+def make_plan(recipe: str, *, global_batch_size: int, total_steps: int, steps_per_epoch: int,
+              lr: float | None = None, weight_decay: float | None = None) -> TrainingPlan:
+    """The plan of ``recipe`` for this batch and budget (``lr`` overrides the scaled rate)."""
+    default_lr = scaled_lr(recipe, global_batch_size)
     if lr is not None and not (lr > 0 and math.isfinite(lr)):
         raise ValueError(f"`lr` must be a positive number. Received: lr={lr!r}")
     if weight_decay is not None and not (weight_decay >= 0 and math.isfinite(weight_decay)):
         raise ValueError(f"`weight_decay` must be >= 0. Received: weight_decay={weight_decay!r}")
     row = RECIPES[recipe]
-    scale = global_batch_size / REFERENCE_BATCH if row.scale_lr_with_batch else 1.0
-    base_lr = lr if lr is not None else row.lr * scale
+    base_lr = lr if lr is not None else default_lr
     warmup = 0
     if global_batch_size > REFERENCE_BATCH:
         warmup = min(WARMUP_EPOCHS * steps_per_epoch, int(WARMUP_MAX_FRACTION * total_steps))

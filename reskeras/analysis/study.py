@@ -6,13 +6,20 @@ recipe and step budget, logging per-layer gradient norms and layer responses.
 Re-running the same study reuses finished (and diverged) cells and resumes a
 killed one from its last checkpoint.
 
-Presets:
+Presets (every preset runs the same interventions at its deepest depth:
+identity init for the plain twins, SkipInit for the no-BN residual twin, a 10x
+smaller learning rate for the plain BN twin; see ``reskeras.analysis.cells``):
 
 - ``quick`` (default): the embedded digits data, depths 8/20/56, BN and no BN,
-  one seed, 16 epochs with Adam: 12 cells, about 8 minutes on 2 cores.
+  16 epochs with Adam; 3 seeds of the depth-56 BatchNorm twins (the cells the
+  verdict's flags and every intervention are compared with), 1 seed of the
+  other cells, of the interventions and of the identity task: what fits in
+  10 minutes on 2 cores.
+- ``full``: the same data and recipe, depths 8/20/32/44/56, 3 seeds of every
+  cell, every analysis on every seed it supports. About an hour on 2 cores.
 - ``paper``: CIFAR-10 through TFDS, depths 20/32/44/56/110, BN and no BN,
   3 seeds, the paper's 64k iterations at batch 128: for a GPU or a TPU
-  (``--strategy``); only data and time differ from ``quick``.
+  (``--strategy``); only data and time differ from ``full``.
 """
 
 from __future__ import annotations
@@ -24,20 +31,32 @@ import time
 import numpy as np
 
 from reskeras import rundir
+from reskeras.analysis.cells import INTERVENTION_TWINS, INTERVENTIONS, Cell
 from reskeras.analysis.gradient_flow import gradient_summary
 from reskeras.analysis.records import read_jsonl
 from reskeras.preprocessing import check_int
+from reskeras.recipes import scaled_lr
 
+ANALYSES = ("lesion", "shattering", "landscape", "distances", "sharpness", "identity_task")
+_QUICK = {"dataset": "digits", "depths": (8, 20, 56), "batch_norm": (True, False),
+          "seeds": (0,), "deep_seeds": (0, 1, 2), "interventions": INTERVENTIONS,
+          "intervention_seeds": (0,),
+          # Adam, because the paper's SGD schedule (lr /10 at 50% and 75%) needs far more than
+          # 176 steps: ResNet-56 ended at 62% training error with it, 3% with Adam (measured)
+          "recipe": "adam", "epochs": 16, "steps": None, "batch_size": 128,
+          "grad_norms_every": 16, "activations_every": 44, "sharpness_seeds": 1,
+          "identity_task": {"depths": (1, 2, 4, 8, 16, 32), "seeds": (0,)}}
 PRESETS = {
-    # quick: Adam, because the paper's SGD schedule (lr /10 at 50% and 75%) needs far more
-    # than 176 steps: ResNet-56 ended at 62% training error with it, 3% with Adam (measured)
-    "quick": {"dataset": "digits", "depths": (8, 20, 56), "batch_norm": (True, False),
-              "seeds": (0,), "recipe": "adam", "epochs": 16, "steps": None,
-              "batch_size": 128, "grad_norms_every": 16, "activations_every": 44},
+    "quick": _QUICK,
+    "full": {**_QUICK, "depths": (8, 20, 32, 44, 56), "seeds": (0, 1, 2),
+             "intervention_seeds": (0, 1, 2), "sharpness_seeds": 3,
+             "identity_task": {"depths": (1, 2, 4, 8, 16, 32), "seeds": (0, 1, 2)}},
     "paper": {"dataset": "cifar10", "depths": (20, 32, 44, 56, 110),
-              "batch_norm": (True, False), "seeds": (0, 1, 2), "recipe": "paper",
+              "batch_norm": (True, False), "seeds": (0, 1, 2), "deep_seeds": (0, 1, 2),
+              "interventions": INTERVENTIONS, "intervention_seeds": (0, 1, 2), "recipe": "paper",
               "epochs": None, "steps": 64000, "batch_size": 128, "grad_norms_every": 500,
-              "activations_every": 2000},
+              "activations_every": 2000, "sharpness_seeds": 3,
+              "identity_task": {"depths": (1, 2, 4, 8, 16, 32), "seeds": (0, 1, 2)}},
 }
 
 
@@ -51,6 +70,9 @@ class StudyConfig:
     depths: tuple[int, ...] = (8, 20, 56)
     batch_norm: tuple[bool, ...] = (True, False)
     seeds: tuple[int, ...] = (0,)
+    deep_seeds: tuple[int, ...] | None = None  # None: ``seeds``
+    interventions: tuple[str, ...] = INTERVENTIONS
+    intervention_seeds: tuple[int, ...] = (0,)
     recipe: str = "paper"
     epochs: int | None = 16
     steps: int | None = None
@@ -60,12 +82,20 @@ class StudyConfig:
     data_dir: str | None = None
     image_size: int | None = None
     strategy: str = "auto"
-    analyses: tuple[str, ...] = ("lesion", "shattering", "landscape")
+    analyses: tuple[str, ...] = ANALYSES
+    sharpness_seeds: int = 1  # how many of ``deep_seeds`` the Hessian is measured on
+    identity_task: dict = dataclasses.field(
+        default_factory=lambda: {"depths": (1, 2, 4, 8, 16, 32), "seeds": (0,)})
 
     def __post_init__(self):
         from reskeras.data import canonical_name
 
         self.dataset = canonical_name(self.dataset)  # folder:DIR recorded absolute
+        self.seeds = tuple(self.seeds)
+        # the deepest BN cells run at least every seed of the others
+        self.deep_seeds = tuple(sorted(set(self.seeds) | set(self.deep_seeds or ())))
+        self.interventions = tuple(self.interventions)
+        self.intervention_seeds = tuple(self.intervention_seeds)
 
     @classmethod
     def from_preset(cls, preset: str, out: str, **overrides) -> "StudyConfig":
@@ -75,6 +105,10 @@ class StudyConfig:
         values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
         if overrides.get("steps") is not None:
             values["epochs"] = None
+        for key in ("deep_seeds", "intervention_seeds"):  # --seeds N: N seeds of every cell
+            if overrides.get("seeds") is not None and overrides.get(key) is None:
+                values[key] = overrides["seeds"]
+        values["identity_task"] = dict(values["identity_task"])
         config = cls(out=out, preset=preset, **values)
         config.validate()
         return config
@@ -89,32 +123,47 @@ class StudyConfig:
         if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
             raise ValueError(f"`seeds` must be non-negative integers. "
                              f"Received: seeds={list(self.seeds)}")
+        for key in ("deep_seeds", "intervention_seeds"):
+            seeds = getattr(self, key)
+            if (key == "intervention_seeds" and not seeds and self.interventions) or any(
+                    not isinstance(s, int) or s < 0 for s in seeds):
+                raise ValueError(f"`{key}` must be non-negative integers. "
+                                 f"Received: {key}={list(seeds)}")
         check_int("batch_size", self.batch_size, 1)
+        check_int("sharpness_seeds", self.sharpness_seeds, 1)
         if self.image_size is not None:
             check_int("image_size", self.image_size, 1)
-        unknown = sorted(set(self.analyses) - {"lesion", "shattering", "landscape"})
+        unknown = sorted(set(self.analyses) - set(ANALYSES))
         if unknown:
-            raise ValueError("`analyses` must be among 'lesion', 'shattering', 'landscape'. "
+            raise ValueError(f"`analyses` must be among {', '.join(map(repr, ANALYSES))}. "
                              f"Received: analyses={list(self.analyses)}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Cell:
-    residual: bool
-    depth: int
-    batch_norm: bool
-    seed: int
-
-    @property
-    def name(self) -> str:
-        kind = "resnet" if self.residual else "plain"
-        return f"{kind}{self.depth}-{'bn' if self.batch_norm else 'nobn'}-s{self.seed}"
+        wrong = sorted(set(self.interventions) - set(INTERVENTIONS))
+        if wrong or len(set(self.interventions)) != len(self.interventions):
+            raise ValueError(f"`interventions` must be distinct, among "
+                             f"{', '.join(map(repr, INTERVENTIONS))}. "
+                             f"Received: interventions={list(self.interventions)}")
 
 
 def grid(config: StudyConfig) -> list[Cell]:
-    """The cells, shallow first, so partial studies have complete small depths."""
-    return [Cell(residual, depth, bn, seed) for depth in sorted(config.depths)
-            for bn in config.batch_norm for seed in config.seeds for residual in (False, True)]
+    """The cells, shallow first, so partial studies have complete small depths.
+
+    The deepest depth's BatchNorm twins run ``deep_seeds``, the other twins
+    ``seeds``; the intervention cells (deepest depth only) ``intervention_seeds``,
+    after the twins of their BN setting.
+    """
+    deepest = max(config.depths)
+    cells = []
+    for depth in sorted(config.depths):
+        for bn in config.batch_norm:
+            seeds = config.deep_seeds if depth == deepest and bn else config.seeds
+            cells += [Cell(residual, depth, bn, seed) for seed in seeds
+                      for residual in (False, True)]
+            if depth == deepest:
+                cells += [Cell(residual, depth, bn, seed, variant)
+                          for seed in config.intervention_seeds
+                          for variant in config.interventions
+                          for residual, twin_bn in INTERVENTION_TWINS[variant] if twin_bn == bn]
+    return cells
 
 
 def cell_dir(config: StudyConfig, cell: Cell) -> str:
@@ -129,6 +178,9 @@ def train_cell(config: StudyConfig, cell: Cell, verbose: int = 0) -> str:
     summary = rundir.read_summary(out) if _exists(out) else None
     if summary and summary.get("status") == "diverged":
         return "diverged"
+    fields = cell.train_fields()
+    if "lr_factor" in fields:
+        fields["lr"] = fields.pop("lr_factor") * scaled_lr(config.recipe, config.batch_size)
     try:
         result = train(TrainConfig(
             out=out, depth=cell.depth, family="cifar", plain=not cell.residual,
@@ -136,7 +188,7 @@ def train_cell(config: StudyConfig, cell: Cell, verbose: int = 0) -> str:
             image_size=config.image_size, recipe=config.recipe, epochs=config.epochs,
             steps=config.steps, batch_size=config.batch_size, seed=cell.seed, strategy=config.strategy,
             grad_norms_every=config.grad_norms_every,
-            activations_every=config.activations_every, verbose=verbose))
+            activations_every=config.activations_every, verbose=verbose, **fields))
     except TrainingDiverged:
         return "diverged"
     return "finished" if result.status in ("finished", "already finished") else result.status
@@ -164,14 +216,15 @@ def cell_results(config: StudyConfig, cell: Cell, status: str, data) -> dict:
     grads_file = rundir.path(out, "grad_norms.jsonl")
     import tensorflow as tf
     records = read_jsonl(grads_file) if tf.io.gfile.exists(grads_file) else []
-    entry = {"name": cell.name, "residual": cell.residual, "depth": cell.depth,
-             "batch_norm": cell.batch_norm, "seed": cell.seed,
+    entry = {"name": cell.name, "group": cell.group, "label": cell.label,
+             "residual": cell.residual, "depth": cell.depth,
+             "batch_norm": cell.batch_norm, "seed": cell.seed, "variant": cell.variant,
              "run_dir": f"runs/{cell.name}", "status": status,
              "params": None, "seconds": float(sum(r["seconds"] for r in metrics)),
              "final_train_error": None, "final_test_error": None, "final_loss": None,
              "curve": [{"step": r["step"], "train_error": 1.0 - r["accuracy"], "loss": r["loss"],
                         "test_error": 1.0 - r["val_accuracy"]} for r in metrics],
-             "gradient": gradient_summary(records)}
+             "gradient": gradient_summary(records), "measures": None}
     if status == "finished":
         model = load_cell_model(config, cell)
         entry["params"] = int(sum(np.prod(v.shape) for v in model.trainable_weights))
@@ -189,7 +242,8 @@ def load_cell_model(config: StudyConfig, cell: Cell):
 
 
 STUDY_FILE = "study.json"
-_EXECUTION = ("strategy", "analyses")  # may change when a study is re-run
+# may change when a study is re-run: they decide how cells run and what is measured afterwards
+_EXECUTION = ("strategy", "analyses", "sharpness_seeds", "identity_task")
 
 
 def check_study_dir(config: StudyConfig) -> None:
@@ -236,13 +290,17 @@ def run_study(config: StudyConfig, *, log=print, verbose: int = 0) -> dict:
         log(f" -> {statuses[cell]} ({time.perf_counter() - begun:.0f} s)")
     data = load_dataset(config.dataset, data_dir=config.data_dir, image_size=config.image_size)
     results = {"preset": config.preset, "dataset": config.dataset, "recipe": config.recipe,
-               "steps": None, "batch_size": config.batch_size,
+               "steps": None, "batch_size": config.batch_size, "classes": data.info.classes,
+               "seeds": list(config.seeds), "deep_seeds": list(config.deep_seeds),
+               "interventions": list(config.interventions),
+               "intervention_seeds": list(config.intervention_seeds),
                "study_dir": config.out, "cells": []}
     for cell in cells:
         results["cells"].append(cell_results(config, cell, statuses[cell], data))
     finished = [c for c in results["cells"] if c["curve"]]
     results["steps"] = max((c["curve"][-1]["step"] for c in finished), default=0)
-    log("analysing: " + ", ".join(("gradient flow", "degradation", *config.analyses)))
+    log("analysing: " + ", ".join(("gradient flow", "degradation",
+                                    *(a.replace("_", " ") for a in config.analyses))))
     analyse(config, results, data)
     results["seconds"] = time.perf_counter() - started
     return results

@@ -22,7 +22,15 @@ NOTES = [
     "With few seeds and a small dataset, differences of a few points are within the noise "
     "of a single run.",
     "Lesion, shattering and loss-landscape numbers are measured on the deepest BN twins "
-    "(lesion, landscape) and on every BN depth (shattering) of seed 0 only.",
+    "(lesion, landscape) and on every BN depth (shattering) of the first seed only; the "
+    "Hessian on the first `sharpness_seeds` seeds of the deepest BN twins and the "
+    "identity-initialized plain net.",
+    "The interventions (identity init, SkipInit, a 10x smaller learning rate) run at the "
+    "deepest depth only, with the same step budget as the twins; an intervention that "
+    "fails here might work with its own tuned recipe (DiracNets and SkipInit papers tune "
+    "theirs).",
+    "A flag or hypothesis is yes/no (supported/refuted) only when every seed agrees; "
+    "otherwise it reads 'inconclusive'.",
 ]
 
 
@@ -41,7 +49,7 @@ def _twins(results: dict) -> dict[str, dict] | None:
     """The deepest depth at which both BN twins of seed 0 finished."""
     done = {(c["residual"], c["depth"]): c for c in results["cells"]
             if c["batch_norm"] and c["seed"] == min(x["seed"] for x in results["cells"])
-            and c["status"] == "finished"}
+            and c["status"] == "finished" and c.get("variant", "he") == "he"}
     depths = [d for d in sorted({d for _, d in done}, reverse=True)
               if (True, d) in done and (False, d) in done]
     return {"plain": done[(False, depths[0])], "residual": done[(True, depths[0])]} \
@@ -87,7 +95,7 @@ def shattering(config, results: dict, data) -> list[dict] | None:
     from reskeras.analysis.shattering import shattering_study
     seed = min(c["seed"] for c in results["cells"])
     cells = [c for c in results["cells"] if c["batch_norm"] and c["seed"] == seed
-             and c["status"] == "finished"]
+             and c["status"] == "finished" and c.get("variant", "he") == "he"]
     if not cells:
         return None
     images, _ = split_arrays(data, "test", SHATTERING_IMAGES)
@@ -124,9 +132,15 @@ def analyse(config, results: dict, data, log=print) -> dict:
     from reskeras.analysis.report import write_report
     from reskeras.analysis.study_plots import write_study_figures
 
+    from reskeras.analysis.cells import group_cells
+    from reskeras.analysis.study_measures import cell_measures, identity_task_study
+
     for name, function in (("lesion", lesions), ("shattering", shattering),
                            ("landscape", landscape)):
         results[name] = function(config, results, data) if name in config.analyses else None
+    cell_measures(config, results, data)
+    results["identity_task"] = identity_task_study(config)
+    results["groups"] = group_cells(results["cells"])
     results["verdict"] = verdict(results)
     results["criteria"] = results["verdict"]["criteria"]
     results["notes"] = NOTES

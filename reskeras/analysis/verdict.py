@@ -10,15 +10,22 @@
   below 1/100; see ``gradient_flow``) in the majority of seeds;
 - **exploding at initialization**: that ratio at step 0 above 100.
 
-The answer paragraph is assembled from these flags and numbers; nothing in it is
-written in advance of the data.
+Each flag is decided per seed first (``numbers[...]["per_seed"]``) and is
+yes/no only when every seed agrees, else ``"inconclusive"``. Only the
+unmodified twins (``variant == "he"``) count; the interventions are judged as
+``hypotheses`` (``reskeras.analysis.hypotheses``).
+
+The answer paragraph is assembled from these flags, the hypotheses and their
+numbers; nothing in it is written in advance of the data.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from reskeras.analysis import hypotheses as hyp
 from reskeras.analysis.gradient_flow import EXPLODING_RATIO, VANISHING_RATIO
+from reskeras.analysis.hypotheses import combine
 
 DEGRADATION_POINTS = 2.0
 FAMILIES = {"plain": (False, True), "residual": (True, True),
@@ -28,7 +35,8 @@ FAMILIES = {"plain": (False, True), "residual": (True, True),
 def _cells(results: dict, residual: bool, batch_norm: bool) -> dict[int, list[dict]]:
     by_depth: dict[int, list[dict]] = {}
     for cell in results["cells"]:
-        if cell["residual"] == residual and cell["batch_norm"] == batch_norm:
+        if cell["residual"] == residual and cell["batch_norm"] == batch_norm \
+                and cell.get("variant", "he") == "he":
             by_depth.setdefault(cell["depth"], []).append(cell)
     return dict(sorted(by_depth.items()))
 
@@ -36,6 +44,17 @@ def _cells(results: dict, residual: bool, batch_norm: bool) -> dict[int, list[di
 def _mean_error(cells: list[dict]) -> float | None:
     errors = [c["final_train_error"] for c in cells if c["final_train_error"] is not None]
     return float(np.mean(errors)) if len(errors) == len(cells) and errors else None
+
+
+def _degraded(cell: dict, shallow_error: float | None) -> bool | None:
+    """One seed's degradation: its deepest net against the shallowest (same seed, or mean)."""
+    if shallow_error is None:
+        return None
+    if cell["status"] == "diverged":
+        return True
+    if cell.get("final_train_error") is None:
+        return None
+    return round((cell["final_train_error"] - shallow_error) * 100, 9) > DEGRADATION_POINTS
 
 
 def degradation(results: dict) -> dict:
@@ -47,17 +66,18 @@ def degradation(results: dict) -> dict:
         shallow, deep = min(by_depth), max(by_depth)
         low, high = _mean_error(by_depth[shallow]), _mean_error(by_depth[deep])
         deep_diverged = any(c["status"] == "diverged" for c in by_depth[deep])
-        if low is None:
-            flag = None
-        elif deep_diverged:
-            flag = True
-        else:
-            flag = round((high - low) * 100, 9) > DEGRADATION_POINTS  # 2.0000000000000004
-        verdict[family] = flag
+        shallow_by_seed = {c["seed"]: c["final_train_error"] for c in by_depth[shallow]}
+        per_seed = {c["seed"]: _degraded(c, shallow_by_seed.get(c["seed"], low)
+                                         if low is not None else None)
+                    for c in by_depth[deep]}
+        verdict[family] = combine(per_seed.values())
         numbers[family] = {"shallow_depth": shallow, "deep_depth": deep,
                            "shallow_train_error": low, "deep_train_error": high,
                            "deep_diverged": deep_diverged,
-                           "points": None if low is None or high is None else (high - low) * 100}
+                           "points": None if low is None or high is None else (high - low) * 100,
+                           "deep_train_errors": {str(c["seed"]): c["final_train_error"]
+                                                 for c in by_depth[deep]},
+                           "per_seed": {str(k): v for k, v in per_seed.items()}}
     return {**verdict, "numbers": numbers}
 
 
@@ -76,14 +96,18 @@ def gradients(results: dict) -> tuple[dict, dict, dict]:
             continue
         states = [c["gradient"]["state"] for c in cells]
         init = [c["gradient"]["first_last_ratio_init"] for c in cells]
-        known = [s for s in states if s != "unknown"]
-        vanishing[key] = (sum(s == "vanishing" for s in known) * 2 > len(known)) if known else None
-        finite_init = [r for r in init if r is not None]
-        exploding[key] = (float(np.median(finite_init)) > EXPLODING_RATIO) if finite_init else None
+        vanishing_by_seed = {str(c["seed"]): None if state == "unknown" else state == "vanishing"
+                             for c, state in zip(cells, states)}
+        exploding_by_seed = {str(c["seed"]): None if ratio is None else ratio > EXPLODING_RATIO
+                             for c, ratio in zip(cells, init)}
+        vanishing[key] = combine(vanishing_by_seed.values())
+        exploding[key] = combine(exploding_by_seed.values())
         medians = [c["gradient"]["first_last_ratio_median"] for c in cells]
         numbers[key] = {"depth": cells[0]["depth"], "states": states,
                         "first_last_ratio_init": _median(init),
-                        "first_last_ratio_median": _median(medians)}
+                        "first_last_ratio_median": _median(medians),
+                        "per_seed": {"vanishing": vanishing_by_seed,
+                                     "exploding_at_init": exploding_by_seed}}
     return vanishing, exploding, numbers
 
 
@@ -100,8 +124,19 @@ def _ratio(value) -> str:
     return "n/a" if value is None else f"{value:.3g}x"
 
 
-def answer(degraded: dict, vanishing: dict, exploding: dict, grad_numbers: dict) -> str:
-    """One paragraph in plain words, from the flags and numbers."""
+_FLAG_WORDS = {True: "degradation", False: "no degradation", "inconclusive":
+               "inconclusive (the seeds disagree)", None: "undecided"}
+_STATE_WORDS = {True: "vanished", False: "did not vanish",
+                "inconclusive": "vanished in some seeds only"}
+
+
+def _seeds(flags: dict) -> str:
+    values = [v for v in flags.values() if v is not None]
+    return "" if len(values) < 2 else f" in {sum(bool(v) for v in values)} of {len(values)} seeds"
+
+
+def _vanishing_part(degraded: dict, vanishing: dict, exploding: dict,
+                    grad_numbers: dict) -> list[str]:
     parts = []
     for bn, label in ((True, "With BatchNorm"), (False, "Without BatchNorm")):
         plain, residual = ("plain", "residual") if bn else ("plain_no_bn", "residual_no_bn")
@@ -118,56 +153,151 @@ def answer(degraded: dict, vanishing: dict, exploding: dict, grad_numbers: dict)
             result = (f"{depth_words} ended at {_pct(n['deep_train_error'])} training error "
                       f"against {_pct(n['shallow_train_error'])} for the "
                       f"{n['shallow_depth']}-layer one")
-        sentence = f"{label}, {result}: " + ("degradation" if d else "no degradation"
-                                             if d is not None else "undecided") + "."
+        sentence = f"{label}, {result}: {_FLAG_WORDS[d]}{_seeds(n.get('per_seed', {}))}."
         g = grad_numbers.get(g_plain)
         if g and vanishing.get(g_plain) is None:
             sentence += " Its gradient flow could not be classified (no finite ratios)."
         elif g:
-            state = "vanished" if vanishing.get(g_plain) else "did not vanish"
-            sentence += (f" Its gradients {state} (first/last conv gradient-norm ratio "
-                         f"{_ratio(g['first_last_ratio_median'])}, median over training; "
-                         f"vanishing means below {VANISHING_RATIO:g})")
-            if exploding.get(g_plain):
-                sentence += (f", and at initialization they grew {_ratio(g['first_last_ratio_init'])}"
-                             " towards the input (exploding)")
+            sentence += (f" Its gradients {_STATE_WORDS[vanishing[g_plain]]} (first/last conv "
+                         f"gradient-norm ratio {_ratio(g['first_last_ratio_median'])}, median "
+                         f"over training; vanishing means below {VANISHING_RATIO:g})")
+            if exploding.get(g_plain) is True:
+                sentence += (f", and at initialization they grew "
+                             f"{_ratio(g['first_last_ratio_init'])} towards the input (exploding)")
             sentence += "."
         if residual in degraded:
             r = degraded["numbers"][residual]
             deep = "diverged" if r["deep_diverged"] else _pct(r["deep_train_error"])
-            sentence += (f" The residual twins {'also degraded' if degraded[residual] else 'did not degrade'}"
+            words = {True: "also degraded", False: "did not degrade"}.get(
+                degraded[residual], "were inconclusive")
+            sentence += (f" The residual twins {words}"
                          f" ({_pct(r['shallow_train_error'])} at depth {r['shallow_depth']}, "
                          f"{deep} at depth {r['deep_depth']})"
-                         + (", with vanishing gradients." if vanishing.get(g_res) else "."))
+                         + (", with vanishing gradients." if vanishing.get(g_res) is True else "."))
         parts.append(sentence)
     if not parts:
-        return ("The grid has fewer than two finished depths per family, so degradation (deep "
+        return ["The grid has fewer than two finished depths per family, so degradation (deep "
                 "against shallow at the same budget) cannot be measured; the gradient-flow "
-                "numbers of each cell are in the report.")
+                "numbers of each cell are in the report."]
     bn_plain_degraded = degraded.get("plain")
     bn_plain_vanishing = vanishing.get("plain_bn")
-    if bn_plain_degraded and bn_plain_vanishing is False and degraded.get("residual") is False:
+    if bn_plain_degraded is True and bn_plain_vanishing is False \
+            and degraded.get("residual") is False:
         parts.append("So in these runs residual connections removed a degradation that "
                      "vanishing gradients do not explain, as He et al. (2015, §4.1) argue.")
-    elif bn_plain_degraded and bn_plain_vanishing:
+    elif bn_plain_degraded is True and bn_plain_vanishing is True:
         parts.append("So in these runs the degraded plain net also had vanishing gradients: "
                      "the measurement does not separate the two explanations.")
     elif bn_plain_degraded is False:
         parts.append("So at these depths and this budget the plain nets did not degrade; "
                      "a deeper grid or longer training is needed to test the claim.")
-    return " ".join(parts)
+    elif bn_plain_degraded == "inconclusive" or bn_plain_vanishing == "inconclusive":
+        parts.append("The seeds disagree, so this budget does not settle the question.")
+    return parts
+
+
+def _start(per_seed: dict) -> str:
+    """How far the identity-initialized net started from the identity, when that was measured."""
+    found = [v["start_distance"] for v in per_seed.values() if "start_distance" in v]
+    if not found:
+        return ""
+    if any(v is None for v in found):
+        return "; some blocks started with all-zero inputs"
+    return f"; it started at median block distance {np.median(found):.2f} from the identity"
+
+
+def _why_part(rows: list[dict], seeds: dict | None = None) -> list[str]:
+    """Sentences for "why easier?" and "why no closing the gap?", from the hypotheses."""
+    by_id = {row["id"]: row for row in rows}
+    seeds = seeds or {}
+
+    def said(key: str, text: str) -> str:
+        return f"{text} ({key.replace('_', ' ')}: {by_id[key]['verdict']})."
+
+    m = {key: row["measured"] or {} for key, row in by_id.items()}
+    easier, gap = [], []
+    task = m.get("identity_task", {})
+    if task.get("plain") is not None:
+        easier.append(said("identity_task", (
+            f"Trained to copy their own input, {task['depth']}-layer conv-BN-ReLU stacks kept "
+            f"{_pct(task['plain'])} relative reconstruction error, residual stacks "
+            f"{_pct(task['residual'])}")))
+    ident = m.get("identity_init", {})
+    if ident.get("plain_identity") is not None:
+        easier.append(said("identity_init", (
+            f"Starting the deepest plain BN net at the identity gave {_pct(ident['plain_identity'])} "
+            f"training error, against {_pct(ident['plain'])} from He init and "
+            f"{_pct(ident['residual'])} for the residual twin"
+            + _start(seeds.get("identity_init", {})))))
+    ident = m.get("identity_init_no_bn", {})
+    if ident.get("plain_no_bn_identity") is not None:
+        easier.append(said("identity_init_no_bn", (
+            f"Without BN it gave {_pct(ident['plain_no_bn_identity'])}, against "
+            f"{_pct(ident['plain_no_bn'])} from He init and {_pct(ident['residual_no_bn'])} "
+            "for the no-BN residual twin" + _start(seeds.get("identity_init_no_bn", {})))))
+    branch = m.get("branch_scale", {})
+    if branch.get("residual_no_bn_skipinit") is not None:
+        easier.append(said("branch_scale", (
+            f"Without BN, residual branches that start at 0 (SkipInit) gave "
+            f"{_pct(branch['residual_no_bn_skipinit'])}, against "
+            f"{_pct(branch['residual_no_bn'])} with He init and {_pct(branch['residual_bn'])} "
+            "with BN")))
+    rate = m.get("learning_rate", {})
+    if rate.get("plain_lr0.1") is not None:
+        gap.append(said("learning_rate", (
+            f"a 10x smaller learning rate left the plain net at {_pct(rate['plain_lr0.1'])} "
+            f"(from {_pct(rate['plain'])})")))
+    land = m.get("landscape", {})
+    if land.get("plain_sharpness_final") is not None:
+        gap.append(said("landscape", (
+            f"after training its top Hessian eigenvalue was {land['plain_sharpness_final']:.3g} "
+            f"against {_num(land.get('residual_sharpness_final'))} for the residual twin")))
+    shatter = m.get("shattering", {})
+    if shatter.get("plain_init") is not None:
+        gap.append(said("shattering", (
+            f"at initialization its input gradients' neighbour correlation was "
+            f"{shatter['plain_init']:.2f} against {_num(shatter.get('residual_init'))}")))
+    ensemble = m.get("ensemble", {})
+    if ensemble.get("residual_median_damage") is not None:
+        gap.append(said("ensemble", (
+            f"deleting one block took the residual net a median "
+            f"{_pct(ensemble['residual_median_damage'])} of the way to chance and the plain "
+            f"net {_pct(ensemble.get('plain_median_damage'))}")))
+    parts = []
+    if easier:
+        parts.append("Why is a residual mapping easier? " + " ".join(easier))
+    if gap:
+        parts.append("Why does the plain net not close the gap? In these runs "
+                     + "; ".join(s[:-1] for s in gap) + ".")
+    return parts
+
+
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def answer(degraded: dict, vanishing: dict, exploding: dict, grad_numbers: dict,
+           rows: list[dict] | None = None, seeds: dict | None = None) -> str:
+    """One paragraph in plain words, from the flags, the hypotheses and their numbers:
+    do the gradients vanish, why is a residual mapping easier, why no closing the gap."""
+    return " ".join(_vanishing_part(degraded, vanishing, exploding, grad_numbers)
+                    + _why_part(rows or [], seeds))
 
 
 def verdict(results: dict) -> dict:
     """``{"degradation", "vanishing_gradients", "exploding_at_init", "gradient_numbers",
-    "criteria", "answer"}`` from a study's results."""
+    "hypotheses", "hypothesis_seeds", "criteria", "answer"}`` from a study's results."""
     degraded = degradation(results)
     vanishing, exploding, numbers = gradients(results)
+    per_seed = (degraded.get("numbers", {}).get("plain") or {}).get("per_seed", {})
+    rows, seeds = hyp.hypotheses(results, {"degradation_per_seed": {
+        int(seed): value for seed, value in per_seed.items()}})
     return {"degradation": degraded, "vanishing_gradients": vanishing,
             "exploding_at_init": exploding, "gradient_numbers": numbers,
-            "criteria": criteria(), "answer": answer(degraded, vanishing, exploding, numbers)}
+            "hypotheses": rows, "hypothesis_seeds": seeds, "criteria": criteria(),
+            "answer": answer(degraded, vanishing, exploding, numbers, rows, seeds)}
 
 
 def criteria() -> dict:
     return {"degradation_points": DEGRADATION_POINTS, "vanishing_ratio": VANISHING_RATIO,
-            "exploding_ratio": EXPLODING_RATIO}
+            "exploding_ratio": EXPLODING_RATIO, **hyp.criteria()}

@@ -3,6 +3,7 @@
 Examples::
 
     reskeras study                                   # quick preset, digits, ~10 min on 2 cores
+    reskeras study --preset full --out studies/full  # 5 depths, 3 seeds of every cell, ~1 h
     reskeras study --out studies/quick               # the same, somewhere else
     reskeras study --preset paper --data-dir ~/tensorflow_datasets --strategy tpu --out gs://b/s
     reskeras study --depths 8 20 --epochs 4 --out studies/tiny
@@ -13,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from reskeras.analysis.cells import INTERVENTIONS
+from reskeras.analysis.study import ANALYSES, PRESETS
 from reskeras.cli import UsageError, add_command
 
 
@@ -20,13 +23,16 @@ def add_parser(subparsers, name: str) -> None:
     parser = add_command(
         subparsers, name, run_study, help="run the plain-vs-residual study and report",
         description="Train plain and residual twins over depths, with and without BatchNorm, "
-                    "log gradient norms and layer responses, run lesion, shattering and "
-                    "loss-landscape analyses, and write STUDY_DIR/report.html, report.md, "
-                    "figures/, summary.csv and verdict.json. Re-running continues a killed "
-                    "study and reuses finished cells.")
-    parser.add_argument("--preset", choices=("quick", "paper"), default="quick",
-                        help="quick: digits, depths 8/20/56 (default); paper: CIFAR-10, "
-                             "depths 20-110, 3 seeds, 64k steps")
+                    "plus interventions that test each explanation (identity init, SkipInit, "
+                    "a 10x smaller learning rate) and an identity task; log gradient norms "
+                    "and layer responses, run lesion, shattering, loss-landscape, distance "
+                    "and sharpness analyses, and write STUDY_DIR/report.html, report.md, "
+                    "figures/, summary.csv and verdict.json (with the hypotheses). "
+                    "Re-running continues a killed study and reuses finished cells.")
+    parser.add_argument("--preset", choices=tuple(PRESETS), default="quick",
+                        help="quick: digits, depths 8/20/56, 3 seeds of the depth-56 BN twins "
+                             "(default, ~10 min); full: depths 8-56, 3 seeds of every cell "
+                             "(~1 h); paper: CIFAR-10, depths 20-110, 3 seeds, 64k steps")
     parser.add_argument("--out", help="study directory (default: study-PRESET)")
     parser.add_argument("--dataset", help="override the preset's dataset: digits, synthetic, a "
                                           "TFDS name or folder:DIR (one sub-folder per class)")
@@ -34,15 +40,19 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--image-size", type=int, help="resize images to this square size")
     parser.add_argument("--depths", type=int, nargs="+", metavar="D",
                         help="CIFAR depths 6n+2 (override the preset's)")
-    parser.add_argument("--seeds", type=int, metavar="N", help="number of seeds (0..N-1)")
+    parser.add_argument("--seeds", type=int, metavar="N",
+                        help="number of seeds (0..N-1) of every cell, interventions included")
+    parser.add_argument("--interventions", nargs="*", choices=INTERVENTIONS, metavar="NAME",
+                        help="interventions at the deepest depth: dirac, skipinit, lr0.1 "
+                             "(default: all; give none for the twins only)")
     parser.add_argument("--epochs", type=int, help="epochs per cell")
     parser.add_argument("--steps", type=int, help="steps per cell (instead of --epochs)")
     parser.add_argument("--batch-size", type=int,
                         help="global batch of every cell (default: the preset's, 128)")
     parser.add_argument("--no-bn-cells", action="store_true",
                         help="only the BatchNorm cells (halves the grid)")
-    parser.add_argument("--skip", nargs="+", choices=("lesion", "shattering", "landscape"),
-                        default=[], help="analyses to leave out")
+    parser.add_argument("--skip", nargs="+", choices=ANALYSES, default=[],
+                        help="analyses to leave out")
     parser.add_argument("--export-base", metavar="EXPORT_BASE",
                         help="also export the finished cell with the lowest test error as a "
                              "verified TF Serving SavedModel EXPORT_BASE/NAME/VERSION "
@@ -67,8 +77,9 @@ def run_study(args: argparse.Namespace) -> int:
                  "seeds": tuple(range(args.seeds)) if args.seeds else None,
                  "epochs": args.epochs, "steps": args.steps, "strategy": args.strategy,
                  "batch_norm": (True,) if args.no_bn_cells else None,
-                 "analyses": tuple(a for a in ("lesion", "shattering", "landscape")
-                                   if a not in args.skip)}
+                 "interventions": None if args.interventions is None
+                 else tuple(dict.fromkeys(args.interventions)),
+                 "analyses": tuple(a for a in ANALYSES if a not in args.skip)}
     config = StudyConfig.from_preset(args.preset, args.out or f"study-{args.preset}",
                                      **overrides)
     export_name = _check_export(args, config)

@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from reskeras.analysis.gradient_flow import classify, gradient_summary
@@ -74,18 +75,59 @@ def test_verdict_criteria_on_constructed_results():
 
 def test_grid_and_presets():
     config = StudyConfig.from_preset("quick", "x")
-    assert [c.name for c in grid(config)][:4] == ["plain8-bn-s0", "resnet8-bn-s0",
-                                                  "plain8-nobn-s0", "resnet8-nobn-s0"]
-    assert len(grid(config)) == 12
+    names = [c.name for c in grid(config)]
+    assert names[:4] == ["plain8-bn-s0", "resnet8-bn-s0", "plain8-nobn-s0", "resnet8-nobn-s0"]
+    # 3 seeds of the depth-56 BN twins, 1 of the rest; interventions at depth 56, seed 0
+    assert names[8:] == [
+        "plain56-bn-s0", "resnet56-bn-s0", "plain56-bn-s1", "resnet56-bn-s1",
+        "plain56-bn-s2", "resnet56-bn-s2", "plain56-bn-dirac-s0", "plain56-bn-lr0.1-s0",
+        "plain56-nobn-s0", "resnet56-nobn-s0", "plain56-nobn-dirac-s0",
+        "resnet56-nobn-skipinit-s0"]
+    assert len(names) == 20 == len(set(names))
+    full = StudyConfig.from_preset("full", "z")
+    assert (full.dataset, full.depths, full.seeds, full.deep_seeds, full.intervention_seeds,
+            len(grid(full))) == ("digits", (8, 20, 32, 44, 56), (0, 1, 2), (0, 1, 2),
+                                 (0, 1, 2), 5 * 4 * 3 + 4 * 3)
     paper = StudyConfig.from_preset("paper", "y")
     assert (paper.dataset, paper.depths, paper.steps, len(grid(paper))) == \
-        ("cifar10", (20, 32, 44, 56, 110), 64000, 60)
+        ("cifar10", (20, 32, 44, 56, 110), 64000, 5 * 4 * 3 + 4 * 3)
+    assert {c.variant for c in grid(paper)} == {"he", "dirac", "skipinit", "lr0.1"}
+    # --seeds N: N seeds of every cell; no interventions: the twins only
+    two = StudyConfig.from_preset("quick", "w", seeds=(0, 1), interventions=())
+    assert len(grid(two)) == 3 * 4 * 2
+
+
+def test_intervention_cells_train_with_their_change(monkeypatch):
+    from reskeras import train as train_module
+    seen = {}
+
+    def fake_train(config):
+        seen[config.out.rsplit("/", 1)[-1]] = config
+        raise train_module.TrainingDiverged("stop", 0, config.out)
+
+    monkeypatch.setattr(train_module, "train", fake_train)
+    config = StudyConfig.from_preset("quick", "/nonexistent/s", depths=(8,))
+    from reskeras.analysis.study import train_cell
+    for cell in grid(config):
+        assert train_cell(config, cell) == "diverged"
+    assert (seen["plain8-bn-dirac-s0"].init, seen["plain8-bn-dirac-s0"].plain) == ("dirac", True)
+    assert seen["plain8-nobn-dirac-s0"].batch_norm is False
+    skip = seen["resnet8-nobn-skipinit-s0"]
+    assert (skip.branch_scale, skip.plain, skip.batch_norm) == (0.0, False, False)
+    assert seen["plain8-bn-lr0.1-s0"].lr == pytest.approx(1e-4)  # Adam's 1e-3 / 10
+    assert all(seen[name].lr is None and seen[name].init is None
+               for name in ("plain8-bn-s0", "resnet8-bn-s2"))
 
 
 @pytest.mark.parametrize("overrides, message", [
     ({"depths": (8, 21)}, "depth"),
     ({"seeds": (-1,)}, r"`seeds` must be non-negative integers. Received: seeds=\[-1\]"),
     ({"depths": (8, 8)}, r"`depths` must be distinct"),
+    ({"interventions": ("dirac", "nope")}, r"`interventions` must be distinct, among 'dirac', "
+                                          r"'skipinit', 'lr0.1'. Received: interventions="),
+    ({"deep_seeds": (0, -2)}, r"`deep_seeds` must be non-negative integers"),
+    ({"analyses": ("lesion", "hessian")}, r"`analyses` must be among 'lesion'"),
+    ({"sharpness_seeds": 0}, r"`sharpness_seeds`"),
 ])
 def test_bad_study_arguments(overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -118,20 +160,43 @@ def test_bad_export_options_fail_before_training(tmp_path, capsys, extra, messag
     assert sorted(os.listdir(tmp_path)) == ["file"] and (tmp_path / "file").read_text() == "keep"
 
 
+TINY = dict(depths=(8,), steps=8, batch_size=64, grad_norms_every=4, activations_every=4,
+            batch_norm=(True,), deep_seeds=(0,), interventions=("dirac",),
+            identity_task={"depths": (1, 3), "seeds": (0,), "steps": 5})
+
+
 def test_tiny_study_end_to_end_and_resume(tmp_path):
     out = tmp_path / "study"
-    config = StudyConfig.from_preset("quick", str(out), depths=(8,), steps=8,
-                                     batch_size=64, grad_norms_every=4, activations_every=4,
-                                     batch_norm=(True,))
+    config = StudyConfig.from_preset("quick", str(out), **TINY)
     lines = []
     results = run_study(config, log=lambda *a, **k: lines.append(" ".join(map(str, a))))
-    assert [c["name"] for c in results["cells"]] == [c.name for c in grid(config)]
+    assert [c["name"] for c in results["cells"]] == \
+        ["plain8-bn-s0", "resnet8-bn-s0", "plain8-bn-dirac-s0"] == [c.name for c in grid(config)]
     assert all(c["status"] == "finished" for c in results["cells"])
     assert sorted(os.listdir(out)) == ["figures", "report.html", "report.md", "results.json",
                                        "runs", "study.json", "summary.csv", "verdict.json"]
     saved = json.loads((out / "verdict.json").read_text())
-    assert set(saved) >= {"degradation", "vanishing_gradients", "exploding_at_init", "answer"}
+    assert set(saved) >= {"degradation", "vanishing_gradients", "exploding_at_init", "answer",
+                          "hypotheses", "hypothesis_seeds"}
     assert saved["answer"] and saved == json.loads(json.dumps(results["verdict"]))
+    assert [h["id"] for h in saved["hypotheses"]][:2] == ["vanishing_gradients", "identity_init"]
+    assert set(saved["hypotheses"][1]["measured"]) == {"plain", "plain_identity", "residual"}
+    dirac = json.loads((out / "runs" / "plain8-bn-dirac-s0" / "config.json").read_text())
+    assert dirac["arch"]["init"] == "dirac"
+    # the measures: every deepest cell, the Hessian of the twins and the Dirac net
+    for entry in results["cells"]:
+        measures = entry["measures"]
+        assert [row["layer"] for row in measures["travelled"]] == \
+            ["stem_conv", "stage1_block1_conv1", "stage1_block1_conv2", "stage2_block1_conv1",
+             "stage2_block1_conv2", "stage3_block1_conv1", "stage3_block1_conv2", "predictions"]
+        assert all(row["relative"] > 0 for row in measures["travelled"])
+        assert [row["block"] for row in measures["identity"]] == ["stage1_block1"]
+        assert set(measures["sharpness"]) == {"init", "final"}
+    task = results["identity_task"]
+    assert [(r["kind"], r["depth"], r["seed"]) for r in task["rows"]] == \
+        [(k, d, 0) for k in ("plain", "residual") for d in (1, 3)]
+    assert [g["group"] for g in results["groups"]] == ["plain8-bn", "resnet8-bn",
+                                                       "plain8-bn-dirac"]
     html = (out / "report.html").read_text()
     for figure in os.listdir(out / "figures"):
         assert f"figures/{figure}" in (out / "report.md").read_text()
@@ -146,9 +211,7 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
     assert [c["final_train_error"] for c in again["cells"]] == \
         [c["final_train_error"] for c in results["cells"]]
     # the same directory with other settings is refused before anything is written
-    other = StudyConfig.from_preset("quick", str(out), depths=(8, 20), steps=8,
-                                    batch_size=64, grad_norms_every=4, activations_every=4,
-                                    batch_norm=(True,))
+    other = StudyConfig.from_preset("quick", str(out), **{**TINY, "depths": (8, 20)})
     with pytest.raises(ValueError, match=r"`out` holds another study \(depths"):
         run_study(other, log=lambda *a, **k: None)
     # --export-base: the cell with the lowest test error becomes a verified SavedModel
@@ -160,7 +223,7 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
                                          "final_test_error": best["final_test_error"]}
 
 
-@pytest.mark.slow  # 22-34 s: the paper preset's grid, shrunk, on a CIFAR-10 made here
+@pytest.mark.slow  # 60-90 s: the paper preset's grid, shrunk, on a CIFAR-10 made here
 def test_paper_preset_runs_on_cifar10_prepared_by_tfds_real_builder(tmp_path, capsys):
     from tests.tfds_files import prepare_cifar10
 
@@ -168,18 +231,89 @@ def test_paper_preset_runs_on_cifar10_prepared_by_tfds_real_builder(tmp_path, ca
     prepare_cifar10(tmp_path / "tfds", tmp_path / "files", train_per_file=26, test=20)
     out = tmp_path / "paper"
     assert main(["study", "--preset", "paper", "--data-dir", str(tmp_path / "tfds"),
-                 "--depths", "8", "--seeds", "1", "--steps", "2", "--out", str(out)]) == 0, \
+                 "--depths", "8", "--seeds", "1", "--steps", "2", "--skip", "identity_task",
+                 "--out", str(out)]) == 0, \
         capsys.readouterr().err
     saved = json.loads((out / "study.json").read_text())
     assert (saved["preset"], saved["dataset"], saved["recipe"], saved["steps"]) == (
         "paper", "cifar10", "paper", 2)
     results = json.loads((out / "results.json").read_text())
+    # the paper grid's interventions, at its (here only) depth
     assert [c["name"] for c in results["cells"]] == [
-        "plain8-bn-s0", "resnet8-bn-s0", "plain8-nobn-s0", "resnet8-nobn-s0"]
+        "plain8-bn-s0", "resnet8-bn-s0", "plain8-bn-dirac-s0", "plain8-bn-lr0.1-s0",
+        "plain8-nobn-s0", "resnet8-nobn-s0", "plain8-nobn-dirac-s0", "resnet8-nobn-skipinit-s0"]
     assert all(c["status"] == "finished" for c in results["cells"])
     for cell in results["cells"]:
         config = json.loads((out / "runs" / cell["name"] / "config.json").read_text())
         assert config["dataset"]["data_dir"] == str(tmp_path / "tfds")
         assert config["input_shape"] == [32, 32, 3] and config["training"]["total_steps"] == 2
-    assert set(results) >= {"lesion", "shattering", "landscape", "verdict"}
+    by_name = {c["name"]: c for c in results["cells"]}
+    lr = json.loads((out / "runs" / "plain8-bn-lr0.1-s0" / "config.json").read_text())
+    assert lr["training"]["plan"]["base_lr"] == pytest.approx(0.01)  # the paper's 0.1 / 10
+    assert all(c["measures"]["identity"] for c in by_name.values())
+    assert set(results) >= {"lesion", "shattering", "landscape", "verdict", "identity_task",
+                            "groups"}
+    assert [h["id"] for h in results["verdict"]["hypotheses"]] == [
+        "vanishing_gradients", "identity_init", "branch_scale", "learning_rate",
+        "identity_task", "ensemble", "shattering", "landscape"]
     assert (out / "report.html").is_file() and json.loads((out / "verdict.json").read_text())
+
+
+def test_initial_weights_are_rebuilt_exactly_from_the_run_config(tmp_path):
+    """distance_travelled needs w_0: the study rebuilds it from config.json and the seed
+    (a Dirac cell: identity plus seeded He noise, so both initializers' draws are checked)."""
+    from reskeras.analysis.study_analyses import _initial_model, _model
+    from reskeras.train import TrainConfig, train
+
+    cell = Cell(False, 8, True, 3, "dirac")
+    config = StudyConfig.from_preset("quick", str(tmp_path), depths=(8,))
+    # one Adam step of lr 1e-30 moves each weight by at most 1e-30: the saved model holds w_0
+    train(TrainConfig(out=str(tmp_path / "runs" / cell.name), depth=8, plain=True,
+                      dataset="digits", steps=1, batch_size=32, seed=3, lr=1e-30,
+                      recipe="adam", **cell.train_fields()))
+    entry = {"run_dir": f"runs/{cell.name}", "seed": 3, "batch_norm": True}
+    rebuilt = _initial_model(config, entry, np.zeros((4, 8, 8, 1), "float32"))
+    saved = _model(config, entry)
+    # 7 convs, 7 BN gammas and betas, the dense kernel and bias
+    assert len(rebuilt.trainable_weights) == len(saved.trainable_weights) == 23
+    for a, b in zip(rebuilt.trainable_weights, saved.trainable_weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1.01e-30)
+
+
+@pytest.mark.slow  # 40-70 s: three small cells in a subprocess, killed, then resumed
+def test_a_killed_study_resumes_inside_its_intervention_cell(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "study"
+    command = ["reskeras", "study", "--depths", "8", "--epochs", "3", "--no-bn-cells",
+               "--seeds", "1", "--interventions", "dirac", "--skip", "lesion", "shattering",
+               "landscape", "sharpness", "identity_task", "--out", str(out)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    checkpoints = out / "runs" / "plain8-bn-dirac-s0" / "checkpoints"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if checkpoints.is_dir() and any(n.endswith(".index") for n in os.listdir(checkpoints)):
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    assert process.wait(timeout=60) == -signal.SIGKILL, process.stderr.read()[-2000:]
+    assert not (out / "runs" / "plain8-bn-dirac-s0" / "model.keras").exists()
+    twins = {p: p.stat().st_mtime for p in (out / "runs").glob("*/model.keras")}
+    assert sorted(p.parent.name for p in twins) == ["plain8-bn-s0", "resnet8-bn-s0"]
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert {p: p.stat().st_mtime for p in twins} == twins  # the finished twins were reused
+    metrics = [json.loads(line) for line in
+               (out / "runs" / "plain8-bn-dirac-s0" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [11, 22, 33]  # resumed after step 11, no repeat
+    results = json.loads((out / "results.json").read_text())
+    assert [(c["name"], c["status"]) for c in results["cells"]] == [
+        ("plain8-bn-s0", "finished"), ("resnet8-bn-s0", "finished"),
+        ("plain8-bn-dirac-s0", "finished")]
+    verdict_file = json.loads((out / "verdict.json").read_text())
+    identity = next(h for h in verdict_file["hypotheses"] if h["id"] == "identity_init")
+    assert identity["measured"]["plain_identity"] == results["cells"][2]["final_train_error"]

@@ -1,0 +1,131 @@
+"""The study's cells: one trained net each, named for its twin, depth, BN, intervention and seed.
+
+A cell is a plain or residual CIFAR net of one depth, with or without
+BatchNorm, trained from one seed. Its ``variant`` says what, if anything, was
+changed to test an explanation (issue 18):
+
+- ``"he"``: the twins as the paper trains them (He-normal init, the recipe's rate);
+- ``"dirac"``: every conv starts as the identity plus 0.1 x He noise
+  (DiracNets, Zagoruyko & Komodakis 2017), for plain nets;
+- ``"skipinit"``: every residual branch is scaled by a learnable scalar that
+  starts at 0 (SkipInit, De & Smith 2020), for residual nets without BN;
+- ``"lr0.1"``: the recipe's learning rate divided by 10 (a conditioning test),
+  for plain nets.
+
+:func:`group_cells` pools the seeds of one configuration into mean and spread;
+the verdict and the report both read those groups.
+
+Example:
+
+>>> Cell(False, 56, True, 0, "dirac").name
+'plain56-bn-dirac-s0'
+>>> Cell(True, 56, True, 2).name
+'resnet56-bn-s2'
+>>> Cell(False, 56, True, 0, "lr0.1").label
+'plain-56, BN, 0.1x learning rate'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+# variant -> (what it is, the TrainConfig fields it sets; "lr_factor" scales the recipe's rate)
+VARIANTS = {
+    "he": ("as in the paper", {}),
+    "dirac": ("identity init", {"init": "dirac"}),
+    "skipinit": ("SkipInit (branch scale 0)", {"branch_scale": 0.0}),
+    "lr0.1": ("0.1x learning rate", {"lr_factor": 0.1}),
+}
+INTERVENTIONS = ("dirac", "skipinit", "lr0.1")
+# which twins each intervention is applied to: (residual, batch_norm) pairs
+INTERVENTION_TWINS = {"dirac": ((False, True), (False, False)),
+                      "skipinit": ((True, False),),
+                      "lr0.1": ((False, True),)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    residual: bool
+    depth: int
+    batch_norm: bool
+    seed: int
+    variant: str = "he"
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"`variant` must be one of {', '.join(map(repr, VARIANTS))}. "
+                             f"Received: variant={self.variant!r}")
+
+    @property
+    def group(self) -> str:
+        """The name without the seed: ``plain56-bn-dirac``."""
+        kind = "resnet" if self.residual else "plain"
+        suffix = "" if self.variant == "he" else f"-{self.variant}"
+        return f"{kind}{self.depth}-{'bn' if self.batch_norm else 'nobn'}{suffix}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.group}-s{self.seed}"
+
+    @property
+    def label(self) -> str:
+        """``plain-56, BN, identity init`` (no variant words for ``he``)."""
+        words = f"{'resnet' if self.residual else 'plain'}-{self.depth}, " \
+                f"{'BN' if self.batch_norm else 'no BN'}"
+        return words if self.variant == "he" else f"{words}, {VARIANTS[self.variant][0]}"
+
+    def train_fields(self) -> dict:
+        """The TrainConfig fields the variant sets (``lr_factor`` is resolved by the caller)."""
+        return dict(VARIANTS[self.variant][1])
+
+
+def cell_of(entry: dict) -> Cell:
+    """The :class:`Cell` of a results entry (``variant`` defaults to ``"he"``)."""
+    return Cell(bool(entry["residual"]), int(entry["depth"]), bool(entry["batch_norm"]),
+                int(entry["seed"]), entry.get("variant", "he"))
+
+
+def _stats(values: list) -> dict | None:
+    finite = [float(v) for v in values if v is not None and np.isfinite(v)]
+    if not finite:
+        return None
+    return {"mean": float(np.mean(finite)), "std": float(np.std(finite)),
+            "min": min(finite), "max": max(finite), "n": len(finite)}
+
+
+def group_cells(cells: list[dict]) -> list[dict]:
+    """The cells pooled over seeds, in the order their groups first appear.
+
+    Returns:
+        ``[{"group", "label", "residual", "depth", "batch_norm", "variant", "seeds",
+        "statuses", "final_train_error", "final_test_error"}]``; each error is
+        ``{"mean", "std", "min", "max", "n"}`` over the seeds that finished, or
+        ``None`` when none did.
+
+    Example:
+
+    >>> rows = group_cells([
+    ...     {"residual": False, "depth": 8, "batch_norm": True, "seed": s, "status": "finished",
+    ...      "final_train_error": e, "final_test_error": e} for s, e in ((0, 0.1), (1, 0.3))])
+    >>> rows[0]["group"], rows[0]["seeds"], rows[0]["final_train_error"]["mean"]
+    ('plain8-bn', [0, 1], 0.2)
+    """
+    groups: dict[str, dict] = {}
+    for entry in cells:
+        cell = cell_of(entry)
+        row = groups.setdefault(cell.group, {
+            "group": cell.group, "label": cell.label, "residual": cell.residual,
+            "depth": cell.depth, "batch_norm": cell.batch_norm, "variant": cell.variant,
+            "seeds": [], "statuses": [], "_train": [], "_test": []})
+        row["seeds"].append(cell.seed)
+        row["statuses"].append(entry.get("status"))
+        row["_train"].append(entry.get("final_train_error"))
+        row["_test"].append(entry.get("final_test_error"))
+    return [{**{k: v for k, v in row.items() if not k.startswith("_")},
+             "final_train_error": _stats(row["_train"]),
+             "final_test_error": _stats(row["_test"])} for row in groups.values()]
+
+
+__all__ = ["Cell", "INTERVENTIONS", "INTERVENTION_TWINS", "VARIANTS", "cell_of", "group_cells"]

@@ -1,0 +1,404 @@
+"""The study's hypotheses: each explanation of degradation, its test, and a verdict from data.
+
+Every hypothesis is a dict with exactly the keys ``id, claim, source, test,
+prediction, measured, verdict``; ``verdict`` is ``"supported"``, ``"refuted"`` or
+``"inconclusive"``. A verdict is decided per seed first (``per_seed``, returned
+beside the list), and is supported or refuted only when every seed that could
+decide agrees; disagreeing seeds, or none able to decide, give ``inconclusive``.
+The criteria (docs/study.md, "Why: the hypotheses") are the constants below:
+
+- **intervention tests** (``identity_init``, ``branch_scale``, ``learning_rate``):
+  the gap is the training-error difference between the failing net and its
+  reference (the residual twin, or the BN residual twin for ``branch_scale``);
+  the intervention is *supported* in a seed when it closes at least
+  ``GAP_CLOSED`` of that gap, *refuted* when it closes less; a gap below
+  ``MIN_GAP_POINTS`` percentage points leaves the seed undecided (nothing to
+  close). A diverged cell counts as training error 1.0. ``identity_init`` (and
+  ``identity_init_no_bn``) also need their premise: the identity-initialized net
+  must start near the identity, its median block distance
+  ``||block(x) - x|| / ||x||`` at initialization below ``IDENTITY_PREMISE``
+  (a block fed all zeros counts as infinitely far); a seed whose net did not is
+  undecided. With BatchNorm, identity convs do not make identity layers: BN
+  re-centres each layer's input and the ReLU cuts what falls below the mean.
+- ``vanishing_gradients``: in each seed whose deepest plain BN net degraded,
+  supported when its gradients vanished (``gradient_flow``), refuted when not.
+- ``identity_task``: supported in a seed when the deepest plain stack's relative
+  reconstruction error is at least ``IDENTITY_FACTOR`` times the residual
+  stack's and above ``IDENTITY_FLOOR`` (it did not learn the identity), refuted
+  otherwise.
+- ``ensemble`` (first seed only): a lesion's damage is its error increase as a
+  fraction of the way from the intact error to chance (not measurable for a net
+  within ``MIN_HEADROOM`` of chance); supported when the residual net's median
+  damage is below ``ENSEMBLE_DAMAGE`` and below half the plain net's (when that
+  is measurable), refuted when it is at least 3x ``ENSEMBLE_DAMAGE`` or not
+  below the plain net's.
+- ``shattering`` (first seed only): supported when at initialization the deepest
+  plain net's neighbour gradient correlation is at least ``SHATTERING_GAP``
+  below the residual twin's, refuted when it is not below it at all.
+- ``landscape``: per measured seed, supported when the plain net's top Hessian
+  eigenvalue after training exceeds the residual twin's, refuted otherwise.
+
+Example:
+
+>>> rows, per_seed = hypotheses({"cells": []})
+>>> [(row["id"], row["verdict"]) for row in rows][:2]
+[('vanishing_gradients', 'inconclusive'), ('identity_init', 'inconclusive')]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reskeras.analysis.gradient_flow import VANISHING_RATIO
+
+GAP_CLOSED = 0.5
+MIN_GAP_POINTS = 2.0
+IDENTITY_FACTOR = 2.0
+IDENTITY_FLOOR = 0.01
+ENSEMBLE_DAMAGE = 0.1
+MIN_HEADROOM = 0.1
+SHATTERING_GAP = 0.1
+IDENTITY_PREMISE = 0.5
+VERDICTS = ("supported", "refuted", "inconclusive")
+
+
+def combine(values) -> bool | str | None:
+    """``True``/``False`` when every decided value agrees, ``"inconclusive"`` when they
+    disagree, ``None`` when none decided.
+
+    >>> combine([True, True, None]), combine([True, False]), combine([None])
+    (True, 'inconclusive', None)
+    """
+    known = {bool(v) for v in values if v is not None}
+    if not known:
+        return None
+    return known.pop() if len(known) == 1 else "inconclusive"
+
+
+def _verdict(values) -> str:
+    return {True: "supported", False: "refuted"}.get(combine(values), "inconclusive")
+
+
+def _mean(values) -> float | None:
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
+
+
+def deepest(results: dict) -> int | None:
+    return max((c["depth"] for c in results["cells"]), default=None)
+
+
+def errors(results: dict, residual: bool, batch_norm: bool, variant: str = "he",
+           depth: int | None = None) -> dict[int, float]:
+    """Final training error per seed of one configuration (default: the deepest depth);
+    a diverged cell counts as 1.0, unfinished cells are left out."""
+    depth = deepest(results) if depth is None else depth
+    found = {}
+    for c in results["cells"]:
+        if (c["residual"], c["batch_norm"], c.get("variant", "he"), c["depth"]) != \
+                (residual, batch_norm, variant, depth):
+            continue
+        if c["status"] == "diverged":
+            found[c["seed"]] = 1.0
+        elif c.get("final_train_error") is not None:
+            found[c["seed"]] = float(c["final_train_error"])
+    return found
+
+
+def _gap_test(baseline: dict, treated: dict, reference: dict) -> tuple[dict, dict]:
+    """Per seed ``{"closed": fraction, "decided": bool | None}`` of an intervention."""
+    per_seed, decided = {}, {}
+    reference_mean = _mean(reference.values())
+    for seed in sorted(treated):
+        if seed not in baseline:
+            continue
+        target = reference.get(seed, reference_mean)
+        if target is None:
+            continue
+        gap = baseline[seed] - target
+        closed = (baseline[seed] - treated[seed]) / gap if gap > 0 else None
+        ok = None if gap * 100 < MIN_GAP_POINTS else closed >= GAP_CLOSED
+        per_seed[f"seed {seed}"] = {"gap_points": gap * 100, "closed": closed, "decided": ok}
+        decided[seed] = ok
+    return per_seed, decided
+
+
+def start_distance(results: dict, residual: bool, batch_norm: bool, variant: str
+                   ) -> dict[int, float]:
+    """Per seed, the median over blocks of ``||block(x) - x|| / ||x||`` at initialization of
+    the deepest cell (a block whose input is all zero counts as infinitely far); only cells
+    whose distances were measured."""
+    depth = deepest(results)
+    found = {}
+    for c in results["cells"]:
+        rows = ((c.get("measures") or {}).get("identity")) or []
+        if rows and (c["residual"], c["batch_norm"], c.get("variant", "he"), c["depth"]) == \
+                (residual, batch_norm, variant, depth):
+            found[c["seed"]] = float(np.median([np.inf if r["init"] is None else r["init"]
+                                                for r in rows]))
+    return found
+
+
+def _intervention(results, baseline, treated, reference, keys, premise=None
+                  ) -> tuple[dict, dict, str]:
+    """An intervention's gap test; ``premise`` (per seed: the treated net's median distance
+    from the identity at init) undecides the seeds where the net did not start near it."""
+    per_seed, decided = _gap_test(baseline, treated, reference)
+    for seed in list(decided):
+        if premise is not None and seed in premise:
+            near = premise[seed] < IDENTITY_PREMISE
+            per_seed[f"seed {seed}"]["start_distance"] = \
+                premise[seed] if np.isfinite(premise[seed]) else None
+            per_seed[f"seed {seed}"]["started_near_identity"] = near
+            if not near:
+                decided[seed] = per_seed[f"seed {seed}"]["decided"] = None
+    measured = {keys[0]: _mean(baseline.values()), keys[1]: _mean(treated.values()),
+                keys[2]: _mean(reference.values())}
+    return measured, per_seed, _verdict(decided.values()) if decided else "inconclusive"
+
+
+def _vanishing(results: dict, flags: dict) -> tuple[dict, dict, str]:
+    deep = deepest(results)
+    per_seed, decided = {}, {}
+    degraded = (flags.get("degradation_per_seed") or {})
+    ratios = []
+    for c in results["cells"]:
+        if (c["residual"], c["batch_norm"], c.get("variant", "he"), c["depth"]) != \
+                (False, True, "he", deep):
+            continue
+        gradient = c.get("gradient") or {}
+        state = gradient.get("state", "unknown")
+        ratios.append(gradient.get("first_last_ratio_median"))
+        was_degraded = degraded.get(c["seed"])
+        ok = None if not was_degraded or state == "unknown" else state == "vanishing"
+        per_seed[f"seed {c['seed']}"] = {"degraded": was_degraded, "state": state,
+                                         "first_last_ratio_median":
+                                             gradient.get("first_last_ratio_median")}
+        decided[c["seed"]] = ok
+    measured = {"first_last_ratio_median": _mean(ratios), "vanishing_below": VANISHING_RATIO,
+                "plain_degraded": combine(degraded.values()) if degraded else None}
+    return measured, per_seed, _verdict(decided.values())
+
+
+def _identity_task(results: dict) -> tuple[dict, dict, str]:
+    task = results.get("identity_task")
+    if not task or not task.get("rows"):
+        return {}, {}, "inconclusive"
+    depth = max(r["depth"] for r in task["rows"])
+    shallow = min(r["depth"] for r in task["rows"])
+    table = {(r["kind"], r["depth"], r["seed"]): r["error"] for r in task["rows"]}
+    per_seed, decided = {}, {}
+    for seed in sorted({r["seed"] for r in task["rows"]}):
+        plain, residual = table.get(("plain", depth, seed)), table.get(("residual", depth, seed))
+        if plain is None or residual is None:
+            continue
+        ok = plain >= max(IDENTITY_FACTOR * residual, IDENTITY_FLOOR)
+        per_seed[f"seed {seed}"] = {"plain": plain, "residual": residual, "decided": ok}
+        decided[seed] = ok
+    measured = {"depth": depth,
+                "plain": _mean(v for (k, d, _), v in table.items() if (k, d) == ("plain", depth)),
+                "residual": _mean(v for (k, d, _), v in table.items()
+                                  if (k, d) == ("residual", depth)),
+                "shallowest_depth": shallow,
+                "plain_shallowest": _mean(
+                    v for (k, d, _), v in table.items() if (k, d) == ("plain", shallow))}
+    return measured, per_seed, _verdict(decided.values())
+
+
+def _median_damage(study: dict, chance: float) -> float | None:
+    headroom = chance - study["baseline_error"]
+    if not study.get("blocks") or headroom < MIN_HEADROOM:
+        return None
+    return float(np.median([min(1.0, max(0.0, b["error_increase"] / headroom))
+                            for b in study["blocks"]]))
+
+
+def _ensemble(results: dict) -> tuple[dict, dict, str]:
+    lesion = results.get("lesion") or {}
+    if "plain" not in lesion or "residual" not in lesion:
+        return {}, {}, "inconclusive"
+    chance = 1.0 - 1.0 / results.get("classes", 10)
+    plain = _median_damage(lesion["plain"], chance)
+    residual = _median_damage(lesion["residual"], chance)
+    measured = {"plain_median_damage": plain, "residual_median_damage": residual,
+                "plain_intact_error": lesion["plain"]["baseline_error"],
+                "residual_intact_error": lesion["residual"]["baseline_error"]}
+    if residual is None:
+        return measured, {}, "inconclusive"
+    if residual < ENSEMBLE_DAMAGE and (plain is None or residual < 0.5 * plain):
+        verdict = "supported"
+    elif residual >= 3 * ENSEMBLE_DAMAGE or (plain is not None and residual >= plain):
+        verdict = "refuted"
+    else:
+        verdict = "inconclusive"
+    return measured, {"first seed": {"plain": plain, "residual": residual}}, verdict
+
+
+def _shattering(results: dict) -> tuple[dict, dict, str]:
+    rows = [r for r in results.get("shattering") or [] if r["when"] == "init"]
+    if not rows:
+        return {}, {}, "inconclusive"
+    deep = max(r["depth"] for r in rows)
+    found = {r["residual"]: r["neighbour_correlation"] for r in rows if r["depth"] == deep}
+    shallow = [r["neighbour_correlation"] for r in rows
+               if not r["residual"] and r["depth"] == min(x["depth"] for x in rows)]
+    measured = {"plain_init": found.get(False), "residual_init": found.get(True),
+                "plain_shallowest_init": shallow[0] if shallow else None}
+    if found.get(False) is None or found.get(True) is None:
+        return measured, {}, "inconclusive"
+    gap = found[True] - found[False]
+    verdict = ("supported" if gap >= SHATTERING_GAP
+               else "refuted" if gap <= 0 else "inconclusive")
+    return measured, {"first seed": {"correlation_gap": gap}}, verdict
+
+
+def _sharpness(results: dict) -> dict[tuple[bool, str], dict[int, dict]]:
+    found: dict = {}
+    for c in results["cells"]:
+        sharp = (c.get("measures") or {}).get("sharpness")
+        if sharp and c["batch_norm"]:
+            found.setdefault((c["residual"], c.get("variant", "he")), {})[c["seed"]] = sharp
+    return found
+
+
+def _landscape(results: dict) -> tuple[dict, dict, str]:
+    sharp = _sharpness(results)
+    plain, residual = sharp.get((False, "he"), {}), sharp.get((True, "he"), {})
+    per_seed, decided = {}, {}
+    for seed in sorted(set(plain) & set(residual)):
+        p, r = plain[seed].get("final"), residual[seed].get("final")
+        ok = None if p is None or r is None else p > r
+        per_seed[f"seed {seed}"] = {"plain": p, "residual": r, "decided": ok}
+        decided[seed] = ok
+    slices = results.get("landscape") or {}
+    roughness = {("residual" if entry.get("residual") else "plain"): entry.get("roughness")
+                 for entry in slices.values()}
+    measured = {"plain_sharpness_final": _mean(v.get("final") for v in plain.values()),
+                "residual_sharpness_final": _mean(v.get("final") for v in residual.values()),
+                "plain_sharpness_init": _mean(v.get("init") for v in plain.values()),
+                "residual_sharpness_init": _mean(v.get("init") for v in residual.values()),
+                "plain_roughness": roughness.get("plain"),
+                "residual_roughness": roughness.get("residual")}
+    return measured, per_seed, _verdict(decided.values()) if decided else "inconclusive"
+
+
+# id -> (claim, source, test, prediction)
+TEXT = {
+    "vanishing_gradients": (
+        "Deep plain nets train worse because their gradients vanish.",
+        "the common explanation; questioned by He et al. 2015 §4.1",
+        "first/last conv gradient-norm ratio of the deepest plain BN net (median over training)",
+        f"in every seed where the plain net degraded, the ratio is below {VANISHING_RATIO:g}"),
+    "identity_init": (
+        "The plain net fails because its conv-BN-ReLU layers must learn near-identity maps "
+        "from a random start; a residual block starts near the identity.",
+        "He et al. 2015 §3.1; DiracNets (Zagoruyko & Komodakis 2017)",
+        "the deepest plain BN net trained from an identity (Dirac) init plus 0.1x He noise",
+        f"it starts near the identity and closes at least {GAP_CLOSED:.0%} of the "
+        "training-error gap to the residual twin"),
+    "identity_init_no_bn": (
+        "The same claim without BatchNorm, where identity convs do make near-identity layers "
+        "on non-negative inputs.",
+        "DiracNets (Zagoruyko & Komodakis 2017)",
+        "the deepest plain net without BN trained from an identity (Dirac) init plus 0.1x He "
+        "noise",
+        f"it closes at least {GAP_CLOSED:.0%} of the training-error gap to the no-BN residual "
+        "twin"),
+    "branch_scale": (
+        "What a deep residual net needs at initialization is a small residual branch (BN "
+        "provides one); with the branch scaled to 0 it trains without BN.",
+        "SkipInit (De & Smith 2020); Fixup (Zhang et al. 2019)",
+        "the deepest residual net without BN, each branch scaled by a learnable scalar "
+        "starting at 0",
+        f"it closes at least {GAP_CLOSED:.0%} of the gap between the no-BN and the BN "
+        "residual net"),
+    "learning_rate": (
+        "The deep plain net is badly conditioned: a step size that suits its residual twin "
+        "is too large for it.",
+        "Cohen et al. 2021 (sharpness); Li et al. 2018 (landscapes)",
+        "the deepest plain BN net trained with a 10x smaller learning rate",
+        f"it closes at least {GAP_CLOSED:.0%} of the gap to the residual twin"),
+    "identity_task": (
+        "Stacked conv-BN-ReLU layers struggle to represent the identity; residual layers "
+        "reach it by zeroing their branch.",
+        "He et al. 2015 §3.1",
+        "stacks of k conv-BN-ReLU layers trained to reproduce their own non-negative input, "
+        "plain vs residual",
+        f"at the deepest k the plain stack's relative reconstruction error is at least "
+        f"{IDENTITY_FACTOR:g}x the residual's and above {IDENTITY_FLOOR:g}"),
+    "ensemble": (
+        "A residual net behaves like an ensemble of shallow paths: no single block is "
+        "essential, while a plain net needs every layer.",
+        "Veit et al. 2016",
+        "delete one block at a time from the trained deepest BN twins (test error)",
+        f"the residual net's median damage (fraction of the way to chance) is below "
+        f"{ENSEMBLE_DAMAGE:g} and below half the plain net's"),  # see the module docstring
+    "shattering": (
+        "Gradients of deep plain nets shatter into white noise over the input, residual "
+        "nets' stay correlated.",
+        "Balduzzi et al. 2017",
+        "correlation of input gradients at neighbouring points, at initialization, deepest "
+        "BN twins",
+        f"the plain net's correlation is at least {SHATTERING_GAP:g} below the residual twin's"),
+    "landscape": (
+        "The deep plain net sits in a sharper, more chaotic region of its loss landscape "
+        "than the residual twin.",
+        "Li et al. 2018; Cohen et al. 2021",
+        "top Hessian eigenvalue of the training loss after training (power iteration), "
+        "deepest BN twins",
+        "the plain net's top eigenvalue exceeds the residual twin's in every measured seed"),
+}
+
+
+def hypotheses(results: dict, flags: dict | None = None) -> tuple[list[dict], dict]:
+    """``(rows, per_seed)``: the hypothesis rows in ``TEXT`` order, and the per-seed
+    values behind each verdict (``{id: {"seed 0": ..., ...}}``).
+
+    Args:
+        results: the study's results (cells, lesion, shattering, landscape,
+            identity_task).
+        flags: ``{"degradation_per_seed": {seed: bool | None}}`` of the deepest
+            plain BN net (from the verdict).
+    """
+    flags = flags or {}
+    computed = {
+        "vanishing_gradients": _vanishing(results, flags),
+        "identity_init": _intervention(
+            results, errors(results, False, True), errors(results, False, True, "dirac"),
+            errors(results, True, True), ("plain", "plain_identity", "residual"),
+            start_distance(results, False, True, "dirac")),
+        "identity_init_no_bn": _intervention(
+            results, errors(results, False, False), errors(results, False, False, "dirac"),
+            errors(results, True, False),
+            ("plain_no_bn", "plain_no_bn_identity", "residual_no_bn"),
+            start_distance(results, False, False, "dirac")),
+        "branch_scale": _intervention(
+            results, errors(results, True, False), errors(results, True, False, "skipinit"),
+            errors(results, True, True),
+            ("residual_no_bn", "residual_no_bn_skipinit", "residual_bn")),
+        "learning_rate": _intervention(
+            results, errors(results, False, True), errors(results, False, True, "lr0.1"),
+            errors(results, True, True), ("plain", "plain_lr0.1", "residual")),
+        "identity_task": _identity_task(results),
+        "ensemble": _ensemble(results),
+        "shattering": _shattering(results),
+        "landscape": _landscape(results),
+    }
+    rows, per_seed = [], {}
+    for key, (claim, source, test, prediction) in TEXT.items():
+        measured, seeds, verdict = computed[key]
+        rows.append({"id": key, "claim": claim, "source": source, "test": test,
+                     "prediction": prediction, "measured": measured, "verdict": verdict})
+        per_seed[key] = seeds
+    return rows, per_seed
+
+
+def criteria() -> dict:
+    return {"gap_closed": GAP_CLOSED, "min_gap_points": MIN_GAP_POINTS,
+            "identity_factor": IDENTITY_FACTOR, "identity_floor": IDENTITY_FLOOR,
+            "identity_premise": IDENTITY_PREMISE,
+            "ensemble_damage": ENSEMBLE_DAMAGE, "min_headroom": MIN_HEADROOM,
+            "shattering_gap": SHATTERING_GAP}
+
+
+__all__ = ["TEXT", "VERDICTS", "combine", "criteria", "errors", "hypotheses"]

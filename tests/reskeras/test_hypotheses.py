@@ -1,0 +1,217 @@
+"""The study's *why*: per-seed flags and the hypothesis verdicts on constructed records."""
+
+import json
+
+import pytest
+
+from reskeras.analysis import hypotheses as hyp
+from reskeras.analysis.cells import Cell, group_cells
+from reskeras.analysis.gradient_flow import gradient_summary
+from reskeras.analysis.verdict import verdict
+from tests.reskeras.test_study import records
+
+IDS = ["vanishing_gradients", "identity_init", "identity_init_no_bn", "branch_scale", "learning_rate",
+       "identity_task", "ensemble", "shattering", "landscape"]
+
+
+def cell(residual, depth, bn, seed, error, ratio=2.0, variant="he", status="finished",
+         sharpness=None):
+    c = Cell(residual, depth, bn, seed, variant)
+    return {"name": c.name, "group": c.group, "label": c.label, "residual": residual,
+            "depth": depth, "batch_norm": bn, "seed": seed, "variant": variant,
+            "status": status, "final_train_error": error if status == "finished" else None,
+            "final_test_error": error, "gradient": gradient_summary(records(ratio)),
+            "measures": None if sharpness is None else {
+                "travelled": None, "identity": None,
+                "sharpness": {"init": sharpness[0], "final": sharpness[1]}}}
+
+
+def study(plain_deep=(0.80, 0.82, 0.84), residual_deep=(0.02, 0.03, 0.01), dirac=(0.05,),
+          skipinit=(0.10,), lr=(0.79,), residual_no_bn=0.40, plain_ratio=2.0):
+    """Depths 8/56, 3 seeds of the deep BN twins, interventions at seed 0."""
+    cells = [cell(False, 8, True, 0, 0.01), cell(True, 8, True, 0, 0.01),
+             cell(False, 8, False, 0, 0.02), cell(True, 8, False, 0, 0.03)]
+    for seed, (p, r) in enumerate(zip(plain_deep, residual_deep)):
+        cells += [cell(False, 56, True, seed, p, plain_ratio, sharpness=(50.0, 2.0)),
+                  cell(True, 56, True, seed, r, sharpness=(40.0, 9.0))]
+    cells += [cell(False, 56, True, s, e, variant="dirac") for s, e in enumerate(dirac)]
+    cells += [cell(False, 56, True, s, e, variant="lr0.1") for s, e in enumerate(lr)]
+    cells += [cell(False, 56, False, 0, 0.9, 1e-7), cell(True, 56, False, 0, residual_no_bn)]
+    cells += [cell(True, 56, False, s, e, variant="skipinit") for s, e in enumerate(skipinit)]
+    return {"cells": cells, "classes": 10}
+
+
+def by_id(found):
+    return {row["id"]: row for row in found["hypotheses"]}
+
+
+def test_hypothesis_rows_have_exactly_the_keys_in_order_and_survive_json():
+    found = verdict(study())
+    assert [row["id"] for row in found["hypotheses"]] == IDS
+    for row in found["hypotheses"]:
+        assert set(row) == {"id", "claim", "source", "test", "prediction", "measured",
+                            "verdict"}
+        assert row["verdict"] in ("supported", "refuted", "inconclusive")
+    assert set(found["hypothesis_seeds"]) == set(IDS)
+    assert json.loads(json.dumps(found)) == found
+
+
+def test_identity_init_measures_the_three_means_and_closes_the_gap():
+    rows = by_id(verdict(study()))
+    identity = rows["identity_init"]
+    assert identity["measured"] == {"plain": pytest.approx(0.82),
+                                    "plain_identity": pytest.approx(0.05),
+                                    "residual": pytest.approx(0.02)}
+    assert identity["verdict"] == "supported"  # closes (0.80-0.05)/(0.80-0.02) = 96%
+    # seed 0 only has an identity-initialized twin: the gap is that of seed 0
+    seeds = verdict(study())["hypothesis_seeds"]["identity_init"]
+    assert list(seeds) == ["seed 0"]
+    assert seeds["seed 0"]["closed"] == pytest.approx(0.75 / 0.78)
+    assert rows["learning_rate"]["verdict"] == "refuted"  # closes 1/78 of the gap
+    assert rows["learning_rate"]["measured"]["plain_lr0.1"] == pytest.approx(0.79)
+    assert rows["branch_scale"]["verdict"] == "supported"  # (0.40-0.10)/(0.40-0.02) = 79%
+
+
+def test_an_intervention_verdict_needs_every_seed_to_agree():
+    seeds = dict(plain_deep=(0.80, 0.82, 0.84), dirac=(0.05, 0.81, 0.06))
+    rows = by_id(verdict(study(**seeds)))
+    assert rows["identity_init"]["verdict"] == "inconclusive"
+    per_seed = verdict(study(**seeds))["hypothesis_seeds"]["identity_init"]
+    assert [per_seed[f"seed {s}"]["decided"] for s in range(3)] == [True, False, True]
+    assert by_id(verdict(study(dirac=(0.60, 0.70, 0.80))))["identity_init"]["verdict"] \
+        == "refuted"
+
+
+def test_no_gap_to_close_is_inconclusive():
+    # the plain net trains as well as the residual twin: nothing for an intervention to close
+    rows = by_id(verdict(study(plain_deep=(0.03, 0.02, 0.03), dirac=(0.02,), lr=(0.02,))))
+    assert rows["identity_init"]["verdict"] == rows["learning_rate"]["verdict"] == \
+        "inconclusive"
+    # and the degradation was not there, so vanishing gradients have nothing to explain
+    assert rows["vanishing_gradients"]["verdict"] == "inconclusive"
+
+
+def test_vanishing_gradients_is_refuted_when_the_degraded_plain_net_keeps_its_gradients():
+    assert by_id(verdict(study()))["vanishing_gradients"]["verdict"] == "refuted"
+    assert by_id(verdict(study(plain_ratio=1e-4)))["vanishing_gradients"]["verdict"] == \
+        "supported"
+
+
+def test_a_diverged_intervention_counts_as_error_one():
+    results = study()
+    dirac = next(c for c in results["cells"] if c["variant"] == "dirac")
+    dirac.update(status="diverged", final_train_error=None)
+    rows = by_id(verdict(results))
+    assert rows["identity_init"]["measured"]["plain_identity"] == 1.0
+    assert rows["identity_init"]["verdict"] == "refuted"
+
+
+def test_flags_list_per_seed_values_and_disagreement_is_inconclusive():
+    # seed 1's 56-layer plain net trains (1%): degradation in seeds 0 and 2 only
+    found = verdict(study(plain_deep=(0.80, 0.01, 0.84)))
+    assert found["degradation"]["plain"] == "inconclusive"
+    assert found["degradation"]["numbers"]["plain"]["per_seed"] == \
+        {"0": True, "1": False, "2": True}
+    assert found["degradation"]["residual"] is False
+    assert found["vanishing_gradients"]["plain_bn"] is False
+    assert found["gradient_numbers"]["plain_bn"]["per_seed"]["vanishing"] == \
+        {"0": False, "1": False, "2": False}
+    assert "inconclusive (the seeds disagree) in 2 of 3 seeds" in found["answer"]
+    # all three agree: a plain yes, with the count
+    agreed = verdict(study())
+    assert agreed["degradation"]["plain"] is True
+    assert "degradation in 3 of 3 seeds" in agreed["answer"]
+
+
+def test_intervention_cells_do_not_enter_the_flags():
+    results = study()
+    plain_flags = verdict(results)["degradation"]["numbers"]["plain"]
+    assert plain_flags["deep_train_errors"] == {"0": 0.80, "1": 0.82, "2": 0.84}
+
+
+def test_identity_task_ensemble_shattering_and_landscape_criteria():
+    results = study()
+    results["identity_task"] = {"depths": [1, 8], "seeds": [0, 1], "rows": [
+        {"kind": k, "depth": d, "seed": s, "initial_error": 1.0, "error": e}
+        for k, d, s, e in (("plain", 1, 0, 0.001), ("plain", 8, 0, 0.30),
+                           ("residual", 1, 0, 0.0), ("residual", 8, 0, 0.001),
+                           ("plain", 1, 1, 0.002), ("plain", 8, 1, 0.20),
+                           ("residual", 1, 1, 0.0), ("residual", 8, 1, 0.002))]}
+    results["lesion"] = {
+        "plain": {"baseline_error": 0.10, "blocks": [{"error_increase": 0.8}] * 3},
+        "residual": {"baseline_error": 0.05, "blocks": [{"error_increase": 0.01},
+                                                        {"error_increase": 0.02},
+                                                        {"error_increase": 0.5}]}}
+    results["shattering"] = [
+        {"residual": False, "depth": 56, "when": "init", "neighbour_correlation": 0.2},
+        {"residual": True, "depth": 56, "when": "init", "neighbour_correlation": 0.9},
+        {"residual": False, "depth": 8, "when": "init", "neighbour_correlation": 0.8}]
+    rows = by_id(verdict(results))
+    assert rows["identity_task"]["verdict"] == "supported"
+    assert rows["identity_task"]["measured"] == {
+        "depth": 8, "plain": pytest.approx(0.25), "residual": pytest.approx(0.0015),
+        "shallowest_depth": 1, "plain_shallowest": pytest.approx(0.0015)}
+    assert rows["ensemble"]["verdict"] == "supported"
+    assert rows["ensemble"]["measured"]["residual_median_damage"] == pytest.approx(0.02 / 0.85)
+    assert rows["shattering"]["verdict"] == "supported"
+    # the plain net's top eigenvalue after training (2.0) is below the residual's (9.0)
+    assert rows["landscape"]["verdict"] == "refuted"
+    assert rows["landscape"]["measured"]["plain_sharpness_final"] == 2.0
+    # a plain stack that learns the identity refutes the identity-task claim
+    for row in results["identity_task"]["rows"]:
+        row["error"] = 0.001
+    assert by_id(verdict(results))["identity_task"]["verdict"] == "refuted"
+    # a plain net already at chance cannot be lesioned meaningfully: only the residual decides
+    results["lesion"]["plain"]["baseline_error"] = 0.85
+    assert by_id(verdict(results))["ensemble"]["measured"]["plain_median_damage"] is None
+    assert by_id(verdict(results))["ensemble"]["verdict"] == "supported"
+
+
+def test_the_answer_addresses_the_three_questions_with_numbers():
+    answer = verdict(study())["answer"]
+    assert "Its gradients did not vanish" in answer
+    assert "Why is a residual mapping easier?" in answer
+    assert ("Starting the deepest plain BN net at the identity gave 5.0% training error, "
+            "against 82.0% from He init and 2.0% for the residual twin (identity init: "
+            "supported).") in answer
+    assert "Why does the plain net not close the gap?" in answer
+    assert "a 10x smaller learning rate left the plain net at 79.0%" in answer
+
+
+def test_missing_measurements_are_inconclusive_not_errors():
+    rows, per_seed = hyp.hypotheses({"cells": []})
+    assert [row["verdict"] for row in rows] == ["inconclusive"] * len(IDS)
+    assert per_seed == {key: {} for key in IDS}
+
+
+def test_groups_pool_seeds_with_mean_and_spread():
+    groups = {g["group"]: g for g in group_cells(study()["cells"])}
+    deep = groups["plain56-bn"]
+    assert deep["seeds"] == [0, 1, 2] and deep["label"] == "plain-56, BN"
+    assert deep["final_train_error"]["mean"] == pytest.approx(0.82)
+    assert (deep["final_train_error"]["min"], deep["final_train_error"]["max"]) == (0.80, 0.84)
+    assert deep["final_train_error"]["n"] == 3
+    assert groups["plain56-bn-dirac"]["label"] == "plain-56, BN, identity init"
+    assert groups["resnet56-nobn-skipinit"]["variant"] == "skipinit"
+
+
+def test_identity_init_needs_its_net_to_start_near_the_identity():
+    def with_start(distances):
+        results = study()
+        dirac = next(c for c in results["cells"] if c["variant"] == "dirac")
+        dirac["measures"] = {"travelled": None, "sharpness": None, "identity": [
+            {"block": f"stage1_block{i}", "init": d, "final": 0.5}
+            for i, d in enumerate(distances, 2)]}
+        return verdict(results)
+
+    near = with_start([0.1, 0.2, 0.3])
+    assert by_id(near)["identity_init"]["verdict"] == "supported"
+    assert near["hypothesis_seeds"]["identity_init"]["seed 0"]["start_distance"] == 0.2
+    # BN re-centres, ReLU cuts: later blocks get all-zero inputs (distance None): not near
+    dead = with_start([0.3, None, None])
+    assert by_id(dead)["identity_init"]["verdict"] == "inconclusive"
+    assert dead["hypothesis_seeds"]["identity_init"]["seed 0"] == {
+        "gap_points": pytest.approx(78.0), "closed": pytest.approx(0.75 / 0.78),
+        "decided": None, "start_distance": None, "started_near_identity": False}
+    assert "some blocks started with all-zero inputs" in dead["answer"]
+    assert by_id(with_start([0.6, 0.7, 0.9]))["identity_init"]["verdict"] == "inconclusive"
