@@ -369,6 +369,10 @@ def write_study_figures(results: dict, figures_dir: str) -> dict[str, str]:
     A figure whose data is missing (:class:`MissingData`: an analysis skipped,
     every cell diverged before logging) is not written and has no key.
 
+    The figures above draw the He-initialized twins only (a cell's ``variant``
+    ``"he"``, or none); the interventions and the per-cell measures are drawn by
+    :func:`reskeras.analysis.why_plots.write_why_figures`, whose figures follow.
+
     Args:
         results: the study results.
         figures_dir: directory for the PNGs (local or ``gs://``), created if absent.
@@ -377,6 +381,9 @@ def write_study_figures(results: dict, figures_dir: str) -> dict[str, str]:
         ``{key: "figures/KEY.png"}`` for the figures written, paths relative to
         the study directory, in the order the report shows them.
     """
+    from reskeras.analysis.why_plots import write_why_figures  # it imports this module
+
+    twins = {**results, "cells": [c for c in results["cells"] if c.get("variant", "he") == "he"]}
     written = {}
     for key, plot in (("degradation", plot_degradation),
                       ("gradient_ratio", plot_gradient_ratio),
@@ -385,8 +392,8 @@ def write_study_figures(results: dict, figures_dir: str) -> dict[str, str]:
                       ("landscape", plot_landscape)):
         tf.io.gfile.makedirs(figures_dir)
         try:
-            plot(results, rundir.path(figures_dir, f"{key}.png"))
+            plot(twins, rundir.path(figures_dir, f"{key}.png"))
         except MissingData:
             continue
         written[key] = f"figures/{key}.png"
-    return written
+    return {**written, **write_why_figures(results, figures_dir)}
