@@ -295,12 +295,14 @@ def run_study(config: StudyConfig, *, log=print, verbose: int = 0) -> dict:
                "interventions": list(config.interventions),
                "intervention_seeds": list(config.intervention_seeds),
                "study_dir": config.out, "cells": []}
+    begun = time.perf_counter()
     for cell in cells:
         results["cells"].append(cell_results(config, cell, statuses[cell], data))
+    log(f"evaluated {len(cells)} cells ({time.perf_counter() - begun:.0f} s)")
     finished = [c for c in results["cells"] if c["curve"]]
     results["steps"] = max((c["curve"][-1]["step"] for c in finished), default=0)
     log("analysing: " + ", ".join(("gradient flow", "degradation",
                                     *(a.replace("_", " ") for a in config.analyses))))
-    analyse(config, results, data)
+    analyse(config, results, data, log=log)
     results["seconds"] = time.perf_counter() - started
     return results

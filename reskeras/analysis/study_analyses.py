@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from reskeras import rundir
@@ -61,17 +63,33 @@ def _initial_model(config, cell: dict, calibration: np.ndarray):
 
     With the initial moving statistics (mean 0, variance 1) inference-mode BN is
     nearly the identity and a deep residual stream grows until the softmax
-    saturates; 30 training-mode passes (momentum 0.9) give BN the statistics of
-    the data without any weight update.
+    saturates. One training-mode pass with every BN momentum at 0 sets each
+    layer's moving statistics to the batch statistics it sees (layer after layer,
+    as inference will see them), without any weight update; afterwards the model
+    computes the same function in inference and in training mode on that batch.
     """
     from reskeras._backend import keras
     from reskeras.train import build_run_model
     keras.utils.set_random_seed(cell["seed"])
     model = build_run_model(rundir.read_config(rundir.path(config.out, cell["run_dir"])))
     if cell["batch_norm"]:
-        for _ in range(30):
-            model(calibration, training=True)
+        set_batch_norm_statistics(model, calibration)
     return model
+
+
+def set_batch_norm_statistics(model, images: np.ndarray) -> None:
+    """Sets every BatchNorm layer's moving statistics to those of ``images`` (one pass)."""
+    from reskeras._backend import keras
+    layers = [layer for layer in model.layers
+              if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in layers]
+    try:
+        for layer in layers:
+            layer.momentum = 0.0
+        model(images, training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
 
 
 def _model(config, cell: dict):
@@ -126,6 +144,13 @@ def landscape(config, results: dict, data) -> dict | None:
             for name in found}
 
 
+def _timed(log, label: str, function, *args):
+    started = time.perf_counter()
+    value = function(*args)
+    log(f"  {label}: {time.perf_counter() - started:.0f} s")
+    return value
+
+
 def analyse(config, results: dict, data, log=print) -> dict:
     """Fills ``results`` with the analyses and the verdict, writes figures and the report."""
     from reskeras.analysis import plots
@@ -137,9 +162,12 @@ def analyse(config, results: dict, data, log=print) -> dict:
 
     for name, function in (("lesion", lesions), ("shattering", shattering),
                            ("landscape", landscape)):
-        results[name] = function(config, results, data) if name in config.analyses else None
-    cell_measures(config, results, data)
-    results["identity_task"] = identity_task_study(config)
+        results[name] = _timed(log, name, function, config, results, data) \
+            if name in config.analyses else None
+    if {"distances", "sharpness"} & set(config.analyses):
+        _timed(log, "distances and sharpness", cell_measures, config, results, data)
+    results["identity_task"] = _timed(log, "identity task", identity_task_study, config) \
+        if "identity_task" in config.analyses else None
     results["groups"] = group_cells(results["cells"])
     results["verdict"] = verdict(results)
     results["criteria"] = results["verdict"]["criteria"]

@@ -2,12 +2,13 @@
 
 - **degradation** (per family: plain/residual, with and without BN): the deepest
   net's final training error exceeds the shallowest's by more than
-  ``DEGRADATION_POINTS`` percentage points at the same step count (mean over seeds;
-  a diverged deepest net counts as degraded, a diverged shallowest one leaves it
+  ``DEGRADATION_POINTS`` percentage points at the same step count (per seed,
+  against the shallowest net of the same seed or the shallow seeds' mean; a
+  diverged deepest net counts as degraded, a diverged shallowest one leaves it
   undecided);
 - **vanishing gradients** (per family): the deepest net's gradient-flow state is
   ``vanishing`` (first/last conv gradient-norm ratio, median over logged steps,
-  below 1/100; see ``gradient_flow``) in the majority of seeds;
+  below 1/100; see ``gradient_flow``);
 - **exploding at initialization**: that ratio at step 0 above 100.
 
 Each flag is decided per seed first (``numbers[...]["per_seed"]``) and is
@@ -124,15 +125,24 @@ def _ratio(value) -> str:
     return "n/a" if value is None else f"{value:.3g}x"
 
 
-_FLAG_WORDS = {True: "degradation", False: "no degradation", "inconclusive":
-               "inconclusive (the seeds disagree)", None: "undecided"}
+def _degradation_words(flag, per_seed: dict, subject: str = "") -> str:
+    """``degradation in 3 of 3 seeds``, ``no degradation in any of 3 seeds``,
+    ``inconclusive: 2 of 3 seeds degraded``; without seed counts for one seed."""
+    values = [v for v in per_seed.values() if v is not None]
+    k, n = sum(bool(v) for v in values), len(values)
+    if flag is None:
+        return "undecided"
+    if n < 2:
+        return {True: "degradation", False: "no degradation"}.get(flag, "inconclusive")
+    if flag is True:
+        return f"degradation in {k} of {n} seeds"
+    if flag is False:
+        return f"no degradation in any of {n} seeds"
+    return f"inconclusive: {k} of {n} seeds degraded"
+
+
 _STATE_WORDS = {True: "vanished", False: "did not vanish",
                 "inconclusive": "vanished in some seeds only"}
-
-
-def _seeds(flags: dict) -> str:
-    values = [v for v in flags.values() if v is not None]
-    return "" if len(values) < 2 else f" in {sum(bool(v) for v in values)} of {len(values)} seeds"
 
 
 def _vanishing_part(degraded: dict, vanishing: dict, exploding: dict,
@@ -153,7 +163,7 @@ def _vanishing_part(degraded: dict, vanishing: dict, exploding: dict,
             result = (f"{depth_words} ended at {_pct(n['deep_train_error'])} training error "
                       f"against {_pct(n['shallow_train_error'])} for the "
                       f"{n['shallow_depth']}-layer one")
-        sentence = f"{label}, {result}: {_FLAG_WORDS[d]}{_seeds(n.get('per_seed', {}))}."
+        sentence = f"{label}, {result}: {_degradation_words(d, n.get('per_seed', {}))}."
         g = grad_numbers.get(g_plain)
         if g and vanishing.get(g_plain) is None:
             sentence += " Its gradient flow could not be classified (no finite ratios)."
@@ -170,8 +180,11 @@ def _vanishing_part(degraded: dict, vanishing: dict, exploding: dict,
             deep = "diverged" if r["deep_diverged"] else _pct(r["deep_train_error"])
             words = {True: "also degraded", False: "did not degrade"}.get(
                 degraded[residual], "were inconclusive")
-            sentence += (f" The residual twins {words}"
-                         f" ({_pct(r['shallow_train_error'])} at depth {r['shallow_depth']}, "
+            values = [v for v in r.get("per_seed", {}).values() if v is not None]
+            count = (f"{sum(map(bool, values))} of {len(values)} seeds degraded; "
+                     if len(values) > 1 else "")
+            sentence += (f" The residual twins {words} ({count}"
+                         f"{_pct(r['shallow_train_error'])} at depth {r['shallow_depth']}, "
                          f"{deep} at depth {r['deep_depth']})"
                          + (", with vanishing gradients." if vanishing.get(g_res) is True else "."))
         parts.append(sentence)
@@ -217,11 +230,13 @@ def _why_part(rows: list[dict], seeds: dict | None = None) -> list[str]:
     m = {key: row["measured"] or {} for key, row in by_id.items()}
     easier, gap = [], []
     task = m.get("identity_task", {})
-    if task.get("plain") is not None:
+    if task.get("plain_kept_depth") is not None:
         easier.append(said("identity_task", (
-            f"Trained to copy their own input, {task['depth']}-layer conv-BN-ReLU stacks kept "
-            f"{_pct(task['plain'])} relative reconstruction error, residual stacks "
-            f"{_pct(task['residual'])}")))
+            f"Trained to copy their own input, plain conv-BN-ReLU stacks kept it (error below "
+            f"{hyp.IDENTITY_LEARNED:g}) up to depth {task['plain_kept_depth']}, residual stacks "
+            f"up to depth {task['residual_kept_depth']}; at depth {task['deepest']} the errors "
+            f"were {_num(task['plain_at_deepest'])} and {_num(task['residual_at_deepest'])} "
+            "(a constant output scores 0.68)")))
     ident = m.get("identity_init", {})
     if ident.get("plain_identity") is not None:
         easier.append(said("identity_init", (
@@ -259,16 +274,23 @@ def _why_part(rows: list[dict], seeds: dict | None = None) -> list[str]:
             f"{shatter['plain_init']:.2f} against {_num(shatter.get('residual_init'))}")))
     ensemble = m.get("ensemble", {})
     if ensemble.get("residual_median_damage") is not None:
+        plain_damage = ensemble.get("plain_median_damage")
         gap.append(said("ensemble", (
             f"deleting one block took the residual net a median "
-            f"{_pct(ensemble['residual_median_damage'])} of the way to chance and the plain "
-            f"net {_pct(ensemble.get('plain_median_damage'))}")))
+            f"{_pct(ensemble['residual_median_damage'])} of the way to chance, "
+            + ("the plain net, already near chance, nothing measurable" if plain_damage is None
+               else f"the plain net {_pct(plain_damage)}"))))
     parts = []
     if easier:
         parts.append("Why is a residual mapping easier? " + " ".join(easier))
     if gap:
         parts.append("Why does the plain net not close the gap? In these runs "
                      + "; ".join(s[:-1] for s in gap) + ".")
+    verdicts = {v: [row["id"].replace("_", " ") for row in rows if row["verdict"] == v]
+                for v in ("supported", "refuted", "inconclusive")}
+    if rows:
+        parts.append("In short, " + "; ".join(f"{v}: {', '.join(ids)}"
+                                              for v, ids in verdicts.items() if ids) + ".")
     return parts
 
 

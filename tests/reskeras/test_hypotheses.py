@@ -116,7 +116,10 @@ def test_flags_list_per_seed_values_and_disagreement_is_inconclusive():
     assert found["vanishing_gradients"]["plain_bn"] is False
     assert found["gradient_numbers"]["plain_bn"]["per_seed"]["vanishing"] == \
         {"0": False, "1": False, "2": False}
-    assert "inconclusive (the seeds disagree) in 2 of 3 seeds" in found["answer"]
+    assert "against 1.0% for the 8-layer one: inconclusive: 2 of 3 seeds degraded." in \
+        found["answer"]
+    assert "The residual twins did not degrade (0 of 3 seeds degraded; 1.0% at depth 8, " \
+        "2.0% at depth 56)." in found["answer"]
     # all three agree: a plain yes, with the count
     agreed = verdict(study())
     assert agreed["degradation"]["plain"] is True
@@ -131,12 +134,14 @@ def test_intervention_cells_do_not_enter_the_flags():
 
 def test_identity_task_ensemble_shattering_and_landscape_criteria():
     results = study()
-    results["identity_task"] = {"depths": [1, 8], "seeds": [0, 1], "rows": [
+    # plain stacks keep their input up to depth 2, residual ones up to 8 (4x as deep)
+    errors = {("plain", 0): (0.01, 0.05, 0.3, 0.68, 0.69), ("residual", 0): (0.04, 0.03, 0.06,
+                                                                            0.17, 0.6),
+              ("plain", 1): (0.01, 0.1, 0.5, 0.68, 0.69), ("residual", 1): (0.05, 0.03, 0.07,
+                                                                           0.19, 0.7)}
+    results["identity_task"] = {"depths": [1, 2, 4, 8, 16], "seeds": [0, 1], "rows": [
         {"kind": k, "depth": d, "seed": s, "initial_error": 1.0, "error": e}
-        for k, d, s, e in (("plain", 1, 0, 0.001), ("plain", 8, 0, 0.30),
-                           ("residual", 1, 0, 0.0), ("residual", 8, 0, 0.001),
-                           ("plain", 1, 1, 0.002), ("plain", 8, 1, 0.20),
-                           ("residual", 1, 1, 0.0), ("residual", 8, 1, 0.002))]}
+        for (k, s), values in errors.items() for d, e in zip((1, 2, 4, 8, 16), values)]}
     results["lesion"] = {
         "plain": {"baseline_error": 0.10, "blocks": [{"error_increase": 0.8}] * 3},
         "residual": {"baseline_error": 0.05, "blocks": [{"error_increase": 0.01},
@@ -149,15 +154,23 @@ def test_identity_task_ensemble_shattering_and_landscape_criteria():
     rows = by_id(verdict(results))
     assert rows["identity_task"]["verdict"] == "supported"
     assert rows["identity_task"]["measured"] == {
-        "depth": 8, "plain": pytest.approx(0.25), "residual": pytest.approx(0.0015),
-        "shallowest_depth": 1, "plain_shallowest": pytest.approx(0.0015)}
+        "plain_kept_depth": 2, "residual_kept_depth": 8, "deepest": 16,
+        "plain_at_deepest": pytest.approx(0.69), "residual_at_deepest": pytest.approx(0.65)}
+    assert verdict(results)["hypothesis_seeds"]["identity_task"]["seed 1"] == {
+        "plain_kept_depth": 2, "residual_kept_depth": 8, "decided": True}
     assert rows["ensemble"]["verdict"] == "supported"
     assert rows["ensemble"]["measured"]["residual_median_damage"] == pytest.approx(0.02 / 0.85)
     assert rows["shattering"]["verdict"] == "supported"
     # the plain net's top eigenvalue after training (2.0) is below the residual's (9.0)
     assert rows["landscape"]["verdict"] == "refuted"
     assert rows["landscape"]["measured"]["plain_sharpness_final"] == 2.0
-    # a plain stack that learns the identity refutes the identity-task claim
+    # plain stacks lose even depth 1, residual ones keep depth 1 only: deeper, not 2x: undecided
+    for row in results["identity_task"]["rows"]:
+        if (row["kind"], row["depth"]) in (("plain", 1), ("residual", 2)):
+            row["error"] = 0.5
+    assert by_id(verdict(results))["identity_task"]["measured"]["plain_kept_depth"] == 0
+    assert by_id(verdict(results))["identity_task"]["verdict"] == "inconclusive"
+    # a plain stack that learns the identity as deep as the residual one refutes the claim
     for row in results["identity_task"]["rows"]:
         row["error"] = 0.001
     assert by_id(verdict(results))["identity_task"]["verdict"] == "refuted"
@@ -176,6 +189,9 @@ def test_the_answer_addresses_the_three_questions_with_numbers():
             "supported).") in answer
     assert "Why does the plain net not close the gap?" in answer
     assert "a 10x smaller learning rate left the plain net at 79.0%" in answer
+    assert answer.endswith("In short, supported: identity init, branch scale; refuted: "
+                           "vanishing gradients, learning rate, landscape; inconclusive: "
+                           "identity init no bn, identity task, ensemble, shattering.")
 
 
 def test_missing_measurements_are_inconclusive_not_errors():

@@ -317,3 +317,18 @@ def test_a_killed_study_resumes_inside_its_intervention_cell(tmp_path):
     verdict_file = json.loads((out / "verdict.json").read_text())
     identity = next(h for h in verdict_file["hypotheses"] if h["id"] == "identity_init")
     assert identity["measured"]["plain_identity"] == results["cells"][2]["final_train_error"]
+
+
+def test_batch_norm_statistics_are_set_in_one_pass_without_touching_weights():
+    from reskeras import build_plain
+    from reskeras.analysis.study_analyses import set_batch_norm_statistics
+
+    model = build_plain(8, input_shape=(8, 8, 1), classes=10)
+    images = np.random.default_rng(0).normal(2.0, 3.0, size=(64, 8, 8, 1)).astype("float32")
+    weights = [w.numpy().copy() for w in model.trainable_weights]
+    set_batch_norm_statistics(model, images)
+    # inference mode now computes exactly what training mode computes on that batch
+    np.testing.assert_allclose(model(images, training=False), model(images, training=True),
+                               rtol=1e-5, atol=1e-6)
+    assert all(np.array_equal(a, b.numpy()) for a, b in zip(weights, model.trainable_weights))
+    assert {layer.momentum for layer in model.layers if "bn" in layer.name} == {0.9}
