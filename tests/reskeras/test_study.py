@@ -254,8 +254,8 @@ def test_paper_preset_runs_on_cifar10_prepared_by_tfds_real_builder(tmp_path, ca
     assert set(results) >= {"lesion", "shattering", "landscape", "verdict", "identity_task",
                             "groups"}
     assert [h["id"] for h in results["verdict"]["hypotheses"]] == [
-        "vanishing_gradients", "identity_init", "branch_scale", "learning_rate",
-        "identity_task", "ensemble", "shattering", "landscape"]
+        "vanishing_gradients", "identity_init", "identity_init_no_bn", "branch_scale",
+        "learning_rate", "identity_task", "ensemble", "shattering", "landscape"]
     assert (out / "report.html").is_file() and json.loads((out / "verdict.json").read_text())
 
 
