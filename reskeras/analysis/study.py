@@ -278,6 +278,8 @@ def run_study(config: StudyConfig, *, log=print, verbose: int = 0) -> dict:
 
     config.validate()
     started = time.perf_counter()
+    # a bad dataset (or a TFDS one not prepared under data_dir) stops here, before `out` exists
+    data = load_dataset(config.dataset, data_dir=config.data_dir, image_size=config.image_size)
     check_study_dir(config)
     record = json.loads(json.dumps(dataclasses.asdict(config)))
     rundir.write_json(rundir.path(config.out, STUDY_FILE), record)
@@ -288,7 +290,6 @@ def run_study(config: StudyConfig, *, log=print, verbose: int = 0) -> dict:
         log(f"[{number}/{len(cells)}] {cell.name}: training", end="", flush=True)
         statuses[cell] = train_cell(config, cell, verbose=verbose)
         log(f" -> {statuses[cell]} ({time.perf_counter() - begun:.0f} s)")
-    data = load_dataset(config.dataset, data_dir=config.data_dir, image_size=config.image_size)
     results = {"preset": config.preset, "dataset": config.dataset, "recipe": config.recipe,
                "steps": None, "batch_size": config.batch_size, "classes": data.info.classes,
                "seeds": list(config.seeds), "deep_seeds": list(config.deep_seeds),

@@ -198,6 +198,7 @@ def _kill_after_checkpoint(out, step, timeout=240):
     return process.returncode
 
 
+@pytest.mark.slow  # 21-32 s; the study's kill test (slow too) and test_train's resume tests
 def test_killed_and_resumed_run_ends_bitwise_equal(tmp_path):
     reference = subprocess.Popen([*TRAIN, "--out", str(tmp_path / "reference")], env=ENV,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -188,14 +188,18 @@ def _cli(argv, capsys):
     return code, out, err
 
 
-def test_convert_round_trip_and_export(tmp_path, resnet18_state, capsys):
-    import tensorflow as tf
-
-    path = _file(tmp_path, resnet18_state)
+def _converted(tmp_path, state, capsys):
+    """``reskeras convert`` of ``state`` (as timm) to r18.keras with --resize 73."""
+    path = _file(tmp_path, state)
     out = str(tmp_path / "models" / "r18.keras")
     code, stdout, err = _cli(["convert", path, "--out", out, "--input-shape", "64,64,3",
                               "--resize", "73", "--from", "timm"], capsys)
     assert (code, err) == (0, ""), err
+    return path, out, stdout
+
+
+def test_convert_round_trip(tmp_path, resnet18_state, capsys):
+    path, out, stdout = _converted(tmp_path, resnet18_state, capsys)
     sidecar = str(tmp_path / "models" / "r18.reskeras.json")
     assert stdout.split() == [out, sidecar]
     reloaded = keras.saving.load_model(out, safe_mode=True)
@@ -207,6 +211,15 @@ def test_convert_round_trip_and_export(tmp_path, resnet18_state, capsys):
     assert facts["preprocessing"] == imagenet_preprocessing(resize=73)
     assert facts["source"]["kind"] == "timm" and facts["source"]["tensors"] == 102
     assert facts["arch"]["padding"] == "symmetric" and facts["model_name"] == "resnet18"
+
+
+@pytest.mark.slow  # 9-17 s; test_model_file's export test runs the same verification by default
+def test_a_converted_model_exports_with_its_imagenet_preprocessing(tmp_path, resnet18_state,
+                                                                   capsys):
+    import tensorflow as tf
+
+    _, out, _ = _converted(tmp_path, resnet18_state, capsys)
+    reloaded = keras.saving.load_model(out, safe_mode=True)
     # the export carries the ImageNet preprocessing and is verified in a fresh TF-only process
     base = str(tmp_path / "exports")
     code, stdout, err = _cli(["export", "--model", out, "--base", base, "--name", "r18"], capsys)
