@@ -50,13 +50,14 @@ def budget(results: dict) -> str:
     deepest = max((c["depth"] for c in cells), default=None)
     seeds = results.get("seeds") or sorted({c["seed"] for c in cells})
     deep = results.get("deep_seeds") or seeds
-    text = (f"{_seeds(seeds)} of every cell" if set(deep) == set(seeds) else
-            f"{_seeds(deep)} of the depth-{deepest} BatchNorm cells, {_seeds(seeds)} of the "
-            "others")
+    text = (f"{_seeds(seeds)} of every twin" if set(deep) == set(seeds) else
+            f"{_seeds(deep)} of the depth-{deepest} BatchNorm twins, {_seeds(seeds)} of the "
+            "other twins")
     if "interventions" in results:
         names = [VARIANTS[v][0] if v in VARIANTS else v for v in results["interventions"] or ()]
-        text += (f"; interventions ({', '.join(names)}) at depth {deepest} only" if names
-                 else "; no interventions")
+        on = results.get("intervention_seeds")
+        text += (f"; interventions ({', '.join(names)}) at depth {deepest} only"
+                 + (f", {_seeds(on)}" if on else "") if names else "; no interventions")
     return text
 
 

@@ -210,7 +210,7 @@ def fake_results(analyses=True, no_bn=True, why=True):
         results["verdict"]["degradation"]["numbers"]["plain"]["per_seed"] = {
             "0": True, "1": True, "2": True}
         results.update(seeds=[0], deep_seeds=[0, 1, 2],
-                       interventions=["dirac", "skipinit", "lr0.1"],
+                       interventions=["dirac", "skipinit", "lr0.1"], intervention_seeds=[0],
                        identity_task=_identity_task(), groups=group_cells(cells))
     if analyses:
         results["lesion"] = {
@@ -286,9 +286,9 @@ def test_html_embeds_every_figure_and_shows_the_answer(full_study):
     assert page.index("<h2>Verdict</h2>") < page.index("<h2>Why</h2>") \
         < page.index("<h2>Degradation</h2>")
     assert page.index("<h2>Groups</h2>") < page.index("<h2>Cells</h2>")
-    budget = ("3 seeds (0, 1, 2) of the depth-20 BatchNorm cells, 1 seed (0) of the others; "
-              "interventions (identity init, SkipInit (branch scale 0), 0.1x learning rate) at "
-              "depth 20 only")
+    budget = ("3 seeds (0, 1, 2) of the depth-20 BatchNorm twins, 1 seed (0) of the other "
+              "twins; interventions (identity init, SkipInit (branch scale 0), 0.1x learning "
+              "rate) at depth 20 only, 1 seed (0)")
     assert f"512 s in all. Seeds: {budget}.</p>" in page  # the meta line
     assert f"<p>What the budget allowed: {budget}.</p>" in page
     why = page[page.index("<h2>Why</h2>"):page.index("<h2>Degradation</h2>")]
@@ -415,8 +415,8 @@ def test_skipped_analyses_are_not_drawn_and_say_not_measured(tmp_path):
     assert "Not measured: these results test no hypotheses" in text
     assert "`skipinit`" not in text  # old results name no interventions
     assert "<th>hypothesis</th>" not in page and "<h2>Groups</h2>" in page
-    assert "Seeds: 1 seed (0) of every cell.</p>" in page
-    assert "What the budget allowed: 1 seed (0) of every cell." in text
+    assert "Seeds: 1 seed (0) of every twin.</p>" in page
+    assert "What the budget allowed: 1 seed (0) of every twin." in text
     assert "--depths 8 20 --seeds 1 --steps 160 --no-bn-cells" in text
     assert ("| degradation (deepest vs shallowest net) | **yes** | no | **yes** | not measured |"
             in text)
