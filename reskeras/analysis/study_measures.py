@@ -30,6 +30,7 @@ from reskeras.analysis.study_analyses import _initial_model, _model, split_array
 MEASURE_IMAGES = 256  # test images for the distance from the identity
 SHARPNESS_EXAMPLES = 256  # training examples the Hessian's loss averages over
 SHARPNESS_ITERATIONS = 20
+SHARPNESS_TOLERANCE = 0.01  # 1%: the comparisons are between orders of magnitude
 SHARPNESS_VARIANTS = {(False, "he"), (True, "he"), (False, "dirac")}  # (residual, variant), BN
 
 
@@ -55,7 +56,8 @@ def _identity(initial, final, images) -> list[dict]:
 
 def _sharpness(model, images, labels) -> float | None:
     from reskeras.analysis.sharpness import top_hessian_eigenvalue
-    value = top_hessian_eigenvalue(model, images, labels, iterations=SHARPNESS_ITERATIONS)
+    value = top_hessian_eigenvalue(model, images, labels, iterations=SHARPNESS_ITERATIONS,
+                                   tolerance=SHARPNESS_TOLERANCE)
     return value["eigenvalue"] if np.isfinite(value["eigenvalue"]) else None
 
 
