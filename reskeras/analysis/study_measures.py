@@ -28,7 +28,7 @@ import numpy as np
 from reskeras.analysis.study_analyses import _initial_model, _model, split_arrays
 
 MEASURE_IMAGES = 256  # test images for the distance from the identity
-SHARPNESS_EXAMPLES = 256  # training examples the Hessian's loss averages over
+SHARPNESS_EXAMPLES = 128  # training examples the Hessian's loss averages over
 SHARPNESS_ITERATIONS = 20
 SHARPNESS_TOLERANCE = 0.01  # 1%: the comparisons are between orders of magnitude
 SHARPNESS_VARIANTS = {(False, "he"), (True, "he"), (False, "dirac")}  # (residual, variant), BN
