@@ -221,7 +221,7 @@ def _identity_task(results: dict) -> tuple[dict, dict, str]:
         return _mean(errors[deep] for (k, _), errors in table.items() if k == kind)
     measured = {"plain_kept_depth": min(kept["plain"], default=None),
                 "residual_kept_depth": min(kept["residual"], default=None),
-                "deepest": deep, "plain_at_deepest": at_deepest("plain"),
+                "deepest_depth": deep, "plain_at_deepest": at_deepest("plain"),
                 "residual_at_deepest": at_deepest("residual")}
     return measured, per_seed, _verdict(decided.values()) if decided else "inconclusive"
 

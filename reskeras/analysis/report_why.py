@@ -20,7 +20,7 @@ from reskeras.analysis.report_format import figure_blocks, value_text
 _FRACTION_HYPOTHESES = ("identity_init", "identity_init_no_bn", "branch_scale", "learning_rate",
                         "identity_task", "ensemble")
 _NOT_FRACTIONS = re.compile(
-    r"ratio|factor|depth|step|points|seed|below|distance|eigen|sharp|curvature|rough")
+    r"ratio|factor|depth|at_deepest|step|points|seed|below|distance|eigen|sharp|curvature|rough")
 WHY_FIGURES = ("interventions", "identity_distance", "distance_travelled", "sharpness",
                "identity_task")
 

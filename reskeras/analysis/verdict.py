@@ -234,7 +234,7 @@ def _why_part(rows: list[dict], seeds: dict | None = None) -> list[str]:
         easier.append(said("identity_task", (
             f"Trained to copy their own input, plain conv-BN-ReLU stacks kept it (error below "
             f"{hyp.IDENTITY_LEARNED:g}) up to depth {task['plain_kept_depth']}, residual stacks "
-            f"up to depth {task['residual_kept_depth']}; at depth {task['deepest']} the errors "
+            f"up to depth {task['residual_kept_depth']}; at depth {task['deepest_depth']} the errors "
             f"were {_num(task['plain_at_deepest'])} and {_num(task['residual_at_deepest'])} "
             "(a constant output scores 0.68)")))
     ident = m.get("identity_init", {})

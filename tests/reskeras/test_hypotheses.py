@@ -154,7 +154,7 @@ def test_identity_task_ensemble_shattering_and_landscape_criteria():
     rows = by_id(verdict(results))
     assert rows["identity_task"]["verdict"] == "supported"
     assert rows["identity_task"]["measured"] == {
-        "plain_kept_depth": 2, "residual_kept_depth": 8, "deepest": 16,
+        "plain_kept_depth": 2, "residual_kept_depth": 8, "deepest_depth": 16,
         "plain_at_deepest": pytest.approx(0.69), "residual_at_deepest": pytest.approx(0.65)}
     assert verdict(results)["hypothesis_seeds"]["identity_task"]["seed 1"] == {
         "plain_kept_depth": 2, "residual_kept_depth": 8, "decided": True}

@@ -132,10 +132,11 @@ def _hypotheses() -> tuple[list[dict], dict]:
                                                       "decided": True},
                                            "seed 1": {"gap_points": 30.0, "closed": 0.03,
                                                       "decided": False}}),
-        "identity_task": ({"depth": 32, "plain": 0.17, "residual": 0.0006,
-                           "shallowest_depth": 1, "plain_shallowest": 0.012}, "supported",
-                          {f"seed {s}": {"plain": 0.17, "residual": 0.0006, "decided": True}
-                           for s in (0, 1)}),
+        "identity_task": ({"plain_kept_depth": 2, "residual_kept_depth": 8,
+                           "deepest_depth": 16, "plain_at_deepest": 0.693,
+                           "residual_at_deepest": 0.595}, "supported",
+                          {f"seed {s}": {"plain_kept_depth": 2, "residual_kept_depth": 8,
+                                         "decided": True} for s in (0, 1)}),
         "ensemble": ({"plain_median_damage": 0.87, "residual_median_damage": 0.011,
                       "plain_intact_error": 0.02, "residual_intact_error": 0.02}, "supported",
                      {"first seed": {"plain": 0.87, "residual": 0.011}}),
@@ -339,8 +340,10 @@ def test_hypothesis_table_has_one_row_per_hypothesis_in_order(full_study):
         "plain: 32.0%, plain_identity: 5.0%, residual: 2.0%", "**supported**"]
     assert by_id["vanishing_gradients"][5:] == [
         "first_last_ratio_median: 0.9, vanishing_below: 0.01, plain_degraded: yes", "**refuted**"]
-    assert by_id["identity_task"][5] == ("depth: 32, plain: 17.0%, residual: 0.06%, "
-                                         "shallowest_depth: 1, plain_shallowest: 1.2%")
+    # depths are counts and reconstruction errors are relative, not percentages
+    assert by_id["identity_task"][5] == ("plain_kept_depth: 2, residual_kept_depth: 8, "
+                                         "deepest_depth: 16, plain_at_deepest: 0.693, "
+                                         "residual_at_deepest: 0.595")
     assert by_id["landscape"][5] == "plain_sharpness_final: 45, residual_sharpness_final: 8"
     assert by_id["learning_rate"][6] == by_id["branch_scale"][6] == "inconclusive"
     assert by_id["identity_init"][2] == results["verdict"]["hypotheses"][1]["source"]
