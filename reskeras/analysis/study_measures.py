@@ -1,6 +1,6 @@
 """The study's per-cell measures behind the *why* (issue 18, item 3), and the identity task.
 
-For every finished cell at the deepest depth (``"distances"``):
+For every finished cell (``"distances"``):
 
 - ``travelled``: ``||w_T - w_0|| / ||w_0||`` of each conv and dense layer
   (:func:`reskeras.analysis.distances.distance_travelled`);
@@ -71,14 +71,14 @@ def sharpness_cells(config, cells: list[dict]) -> set[str]:
 
 
 def cell_measures(config, results: dict, data) -> None:
-    """Sets ``cell["measures"]`` of every finished deepest cell (``None`` elsewhere)."""
-    deepest = max(config.depths)
+    """Sets ``cell["measures"]`` of every finished cell (``None`` for the others)."""
     measure_images, _ = split_arrays(data, "test", MEASURE_IMAGES)
     train_images, train_labels = split_arrays(data, "train", SHARPNESS_EXAMPLES)
     hessian = sharpness_cells(config, results["cells"]) if "sharpness" in config.analyses \
         else set()
     for cell in results["cells"]:
-        if cell["depth"] != deepest or cell["status"] != "finished":
+        if cell["status"] != "finished" or not ("distances" in config.analyses
+                                                or cell["name"] in hessian):
             continue
         initial = _initial_model(config, cell, train_images)
         final = _model(config, cell)
