@@ -272,6 +272,7 @@ def test_auto_xla_check_lowers_each_network_once_per_process(monkeypatch):
     assert len(lowered) == 3
 
 
+@pytest.mark.slow  # 12 s; test_a_finished_run_frees_its_traced_functions_... runs by default
 def test_finished_runs_leave_no_traced_graph_behind(tmp_path):
     # Keras's own gradient all-reduce (a custom gradient, even on one replica) registered
     # every traced step in TensorFlow's global gradient registry: 14-20 MiB per run
@@ -315,6 +316,7 @@ class _FailsAtEpochEnd(keras.callbacks.Callback):
         raise RuntimeError("callback failed")
 
 
+@pytest.mark.slow  # 12 s; test_a_finished_run_frees_its_traced_functions_... runs by default
 def test_runs_ending_by_an_exception_keep_nothing_alive_through_the_kept_error(tmp_path):
     # the training loop's frames held the epoch's iterator and pipelines, the run its traced
     # step and writers: a kept exception (a tuner, pytest.raises) kept all of them

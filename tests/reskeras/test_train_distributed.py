@@ -81,6 +81,7 @@ def test_mirrored_on_two_cpus_matches_one_device(tmp_path):
     assert "batch_size" in facts["odd"] and "63" in facts["odd"] and "2 replicas" in facts["odd"]
 
 
+@pytest.mark.slow  # 18 s; test_distribute's test_mirrored_over_two_logical_cpus runs by default
 def test_mirrored_runs_evaluate_the_whole_test_split_and_leave_no_graph_behind(tmp_path):
     # ReplicaContext.all_reduce is a tf.custom_gradient: its entry in TensorFlow's global
     # gradient registry kept every multi-replica run's traced step (and its graphs) alive.
@@ -128,6 +129,7 @@ def _free_ports(count):
     return ports
 
 
+@pytest.mark.slow  # 15 s; test_distribute's test_multiworker_on_two_local_processes runs by default
 def test_two_workers_on_localhost_train_identical_weights(tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
