@@ -87,6 +87,16 @@ def cell_of(entry: dict) -> Cell:
                 int(entry["seed"]), entry.get("variant", "he"))
 
 
+def is_twin(entry: dict) -> bool:
+    """Whether a results entry is an unmodified twin (``variant`` ``"he"``, or none recorded)."""
+    return entry.get("variant", "he") == "he"
+
+
+def deepest_depth(results: dict) -> int | None:
+    """The depth of the study's deepest cell: where the interventions and the measures are."""
+    return max((c["depth"] for c in results["cells"]), default=None)
+
+
 def _stats(values: list) -> dict | None:
     finite = [float(v) for v in values if v is not None and np.isfinite(v)]
     if not finite:
@@ -128,4 +138,5 @@ def group_cells(cells: list[dict]) -> list[dict]:
              "final_test_error": _stats(row["_test"])} for row in groups.values()]
 
 
-__all__ = ["Cell", "INTERVENTIONS", "INTERVENTION_TWINS", "VARIANTS", "cell_of", "group_cells"]
+__all__ = ["Cell", "INTERVENTIONS", "INTERVENTION_TWINS", "VARIANTS", "cell_of", "deepest_depth",
+           "group_cells", "is_twin"]

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from reskeras.analysis.cells import deepest_depth
 from reskeras.analysis.gradient_flow import VANISHING_RATIO
 
 GAP_CLOSED = 0.5
@@ -85,15 +86,11 @@ def _mean(values) -> float | None:
     return float(np.mean(finite)) if finite else None
 
 
-def deepest(results: dict) -> int | None:
-    return max((c["depth"] for c in results["cells"]), default=None)
-
-
 def errors(results: dict, residual: bool, batch_norm: bool, variant: str = "he",
            depth: int | None = None) -> dict[int, float]:
     """Final training error per seed of one configuration (default: the deepest depth);
     a diverged cell counts as 1.0, unfinished cells are left out."""
-    depth = deepest(results) if depth is None else depth
+    depth = deepest_depth(results) if depth is None else depth
     found = {}
     for c in results["cells"]:
         if (c["residual"], c["batch_norm"], c.get("variant", "he"), c["depth"]) != \
@@ -129,7 +126,7 @@ def start_distance(results: dict, residual: bool, batch_norm: bool, variant: str
     """Per seed, the median over blocks of ``||block(x) - x|| / ||x||`` at initialization of
     the deepest cell (a block whose input is all zero counts as infinitely far); only cells
     whose distances were measured."""
-    depth = deepest(results)
+    depth = deepest_depth(results)
     found = {}
     for c in results["cells"]:
         rows = ((c.get("measures") or {}).get("identity")) or []
@@ -159,7 +156,7 @@ def _intervention(results, baseline, treated, reference, keys, premise=None
 
 
 def _vanishing(results: dict, flags: dict) -> tuple[dict, dict, str]:
-    deep = deepest(results)
+    deep = deepest_depth(results)
     per_seed, decided = {}, {}
     degraded = (flags.get("degradation_per_seed") or {})
     ratios = []

@@ -28,7 +28,7 @@ import shlex
 import tensorflow as tf
 
 from reskeras import rundir
-from reskeras.analysis.cells import cell_of
+from reskeras.analysis.cells import cell_of, is_twin
 from reskeras.analysis.report_format import (
     NOT_MEASURED, figure_blocks, finite, flag, mean, num, pct, section)
 from reskeras.analysis.report_render import render_html, render_markdown
@@ -87,16 +87,12 @@ def _verdict_blocks(results: dict) -> list[tuple]:
     return blocks
 
 
-def _he(cell: dict) -> bool:
-    return cell.get("variant", "he") == "he"
-
-
 def _degradation_blocks(results: dict, figures: dict, used: set) -> list[tuple]:
     blocks = section("Degradation", "Final training error (training split, no augmentation) "
                       "and test error after the same number of steps, mean over seeds. A deeper "
                       "net with a higher *training* error is the degradation problem: "
                       "overfitting cannot explain it.", figures, ("degradation",), used)
-    twins = [c for c in results["cells"] if _he(c)]  # the interventions are in "Why"
+    twins = [c for c in results["cells"] if is_twin(c)]  # the interventions are in "Why"
     present = [f for f in FAMILIES if any(c["residual"] == f[1] and c["batch_norm"] == f[2]
                                           for c in twins)]
     rows = []

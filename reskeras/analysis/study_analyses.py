@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from reskeras import rundir
+from reskeras.analysis.cells import is_twin
 from reskeras.analysis.verdict import verdict
 
 LANDSCAPE_EXAMPLES = 256
@@ -51,7 +52,7 @@ def _twins(results: dict) -> dict[str, dict] | None:
     """The deepest depth at which both BN twins of seed 0 finished."""
     done = {(c["residual"], c["depth"]): c for c in results["cells"]
             if c["batch_norm"] and c["seed"] == min(x["seed"] for x in results["cells"])
-            and c["status"] == "finished" and c.get("variant", "he") == "he"}
+            and c["status"] == "finished" and is_twin(c)}
     depths = [d for d in sorted({d for _, d in done}, reverse=True)
               if (True, d) in done and (False, d) in done]
     return {"plain": done[(False, depths[0])], "residual": done[(True, depths[0])]} \
@@ -113,7 +114,7 @@ def shattering(config, results: dict, data) -> list[dict] | None:
     from reskeras.analysis.shattering import shattering_study
     seed = min(c["seed"] for c in results["cells"])
     cells = [c for c in results["cells"] if c["batch_norm"] and c["seed"] == seed
-             and c["status"] == "finished" and c.get("variant", "he") == "he"]
+             and c["status"] == "finished" and is_twin(c)]
     if not cells:
         return None
     images, _ = split_arrays(data, "test", SHATTERING_IMAGES)

@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from reskeras import rundir
+from reskeras.analysis.cells import is_twin
 from reskeras.analysis.plots import blank_figure, pixel_size, save_figure
 from reskeras.analysis.records import is_batch_norm
 
@@ -383,7 +384,7 @@ def write_study_figures(results: dict, figures_dir: str) -> dict[str, str]:
     """
     from reskeras.analysis.why_plots import write_why_figures  # it imports this module
 
-    twins = {**results, "cells": [c for c in results["cells"] if c.get("variant", "he") == "he"]}
+    twins = {**results, "cells": [c for c in results["cells"] if is_twin(c)]}
     written = {}
     for key, plot in (("degradation", plot_degradation),
                       ("gradient_ratio", plot_gradient_ratio),

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from reskeras.analysis import hypotheses as hyp
+from reskeras.analysis.cells import is_twin
 from reskeras.analysis.gradient_flow import EXPLODING_RATIO, VANISHING_RATIO
 from reskeras.analysis.hypotheses import combine
 
@@ -37,7 +38,7 @@ def _cells(results: dict, residual: bool, batch_norm: bool) -> dict[int, list[di
     by_depth: dict[int, list[dict]] = {}
     for cell in results["cells"]:
         if cell["residual"] == residual and cell["batch_norm"] == batch_norm \
-                and cell.get("variant", "he") == "he":
+                and is_twin(cell):
             by_depth.setdefault(cell["depth"], []).append(cell)
     return dict(sorted(by_depth.items()))
 

@@ -29,9 +29,9 @@ from matplotlib.ticker import (FixedLocator, FuncFormatter, LogLocator, MaxNLoca
                                NullFormatter, NullLocator)
 
 from reskeras import rundir
-from reskeras.analysis.cells import INTERVENTIONS, cell_of
+from reskeras.analysis.cells import INTERVENTIONS, cell_of, deepest_depth
 from reskeras.analysis.plots import blank_figure, pixel_size, save_figure
-from reskeras.analysis.study_plots import (MissingData, _decorate, _number, _positive,
+from reskeras.analysis.study_plots import (MissingData, _decorate, _has_curve, _number, _positive,
                                            _require, _style, diverged_label)
 
 # (width, height) in inches at DPI; panel figures are base + per_panel * panels wide
@@ -65,11 +65,6 @@ def _color(residual: bool, variant: str) -> str:
     return _HE_COLORS[residual] if variant == "he" else _VARIANT_COLORS.get(variant, "tab:gray")
 
 
-def deepest_depth(results: dict) -> int | None:
-    """The depth the interventions and measures are at: the deepest cell's."""
-    return max((c["depth"] for c in results["cells"]), default=None)
-
-
 def _groups(results: dict, keep) -> list[tuple]:
     """``[(cell, [entries])]`` per configuration (seeds pooled) whose entries pass ``keep``;
     He twins (plain, residual) first, then the interventions in ``INTERVENTIONS`` order."""
@@ -94,10 +89,6 @@ def _pool(rows: list[list[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _seeds(entries: list[dict]) -> str:
     return f"{len(entries)} seeds" if len(entries) > 1 else f"seed {entries[0]['seed']}"
-
-
-def _has_curve(entry: dict) -> bool:
-    return any(math.isfinite(_number(p.get("train_error"))) for p in entry.get("curve") or [])
 
 
 def plot_interventions(results: dict, path: str) -> str:
