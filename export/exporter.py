@@ -29,7 +29,8 @@ from export import layout, sources
 from export.metadata import METADATA_FILE, build_metadata, check_user_metadata, write_metadata
 from export.reference import (REFERENCE_FILE, bytes_probabilities, keras_probabilities,
                               reference_images, write_reference)
-from export.savedmodel import describe_signatures, serving_resize, write_savedmodel
+from export.savedmodel import describe_signatures, write_savedmodel
+from export.serving import serving_resize
 from export.verify import TOLERANCE, VerificationError, VerificationReport, verify_export
 from export.warmup import WARMUP_DIR, WARMUP_FILE, check_batch_sizes, warmup_logs, write_warmup
 

@@ -9,7 +9,7 @@ file + the source its sidecar records, or a bare model), ``metrics`` (final
 metrics of the run or trial), ``versions`` (reskeras, TensorFlow, Keras,
 Python), ``exported_at`` (UTC, ISO 8601),
 ``signatures`` (inputs and outputs with dtypes and shapes; ``serve_bytes``
-also how it resizes, see ``export.savedmodel.serving_resize``), ``reference``
+also how it resizes, see ``export.serving.serving_resize``), ``reference``
 (where the stored reference batch came from), ``warmup`` (file and batch
 sizes), ``formats`` (extra files, e.g. a TFLite model, with their parity),
 ``user`` (the ``metadata=`` dict passed to the exporter).

@@ -13,7 +13,8 @@ import io
 import numpy as np
 import tensorflow as tf
 
-from reskeras.preprocessing import normalize
+from export.serving import probabilities, serving_resize
+from reskeras.preprocessing import resize_square
 
 REFERENCE_FILE = "reskeras_reference.npz"
 REFERENCE_EXAMPLES = 8
@@ -51,22 +52,6 @@ def reference_images(source, examples: int = REFERENCE_EXAMPLES) -> tuple[np.nda
                     "dataset": name, "reason": reason}
 
 
-def ends_in_softmax(model) -> bool:
-    activation = getattr(model.layers[-1], "activation", None)
-    return getattr(activation, "__name__", None) == "softmax"
-
-
-def probabilities(model, images, preprocessing: dict) -> tf.Tensor:
-    """float32 class probabilities of uint8 ``images``: normalize, model (inference), softmax.
-
-    The one function behind both the SavedModel signatures and the reference
-    probabilities, so the two compute the same thing. A model whose last
-    layer is not a softmax (``classifier_activation=None``) gets one appended.
-    """
-    outputs = tf.cast(model(normalize(images, preprocessing), training=False), tf.float32)
-    return outputs if ends_in_softmax(model) else tf.nn.softmax(outputs, axis=-1)
-
-
 def keras_probabilities(model, images: np.ndarray, preprocessing: dict) -> np.ndarray:
     """The Keras model's probabilities for uint8 ``images``, run eagerly."""
     return np.asarray(probabilities(model, images, preprocessing))
@@ -76,14 +61,11 @@ def bytes_probabilities(source, images: np.ndarray) -> np.ndarray | None:
     """The Keras probabilities of ``images`` prepared as ``serve_bytes`` prepares every image.
 
     ``None`` unless ``serve_bytes`` resizes every image (torchvision's resize to
-    256 + central crop, :func:`export.savedmodel.serving_resize`): then a PNG of
+    256 + central crop, :func:`export.serving.serving_resize`): then a PNG of
     a reference image is resized in the graph, and its expected output is the
     Keras model on the image resized the same way, here with
     ``reskeras.preprocessing.resize_square`` (the one implementation).
     """
-    from export.savedmodel import serving_resize
-    from reskeras.preprocessing import resize_square
-
     resize = serving_resize(source.preprocessing, source.input_shape)
     if resize is None or not resize["every_image"]:
         return None
@@ -111,5 +93,5 @@ def read_reference(path: str) -> dict[str, np.ndarray]:
             return {key: data[key] for key in data.files}
 
 
-__all__ = ["REFERENCE_FILE", "bytes_probabilities", "ends_in_softmax", "keras_probabilities", "probabilities",
-           "read_reference", "reference_images", "write_reference"]
+__all__ = ["REFERENCE_FILE", "bytes_probabilities", "keras_probabilities", "read_reference",
+           "reference_images", "write_reference"]

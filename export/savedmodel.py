@@ -5,7 +5,7 @@ float32 ``[None, classes]``, ``class_ids`` int64 ``[None]``.
 ``serve_bytes``: ``image_bytes`` string ``[None]`` (PNG or JPEG) -> the same;
 each image is decoded with ``channels=C`` and prepared with
 ``reskeras.preprocessing.resize_square`` (shorter side, then a central crop:
-what the trainer did to the dataset), as :func:`serving_resize` says:
+what the trainer did to the dataset), as :func:`export.serving.serving_resize` says:
 
 * the record's ``resize`` is set and differs from ``H`` (or the input is not
   square): every image, whatever its size, has its shorter side resized to
@@ -26,43 +26,11 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from export.reference import probabilities
+from export.serving import probabilities, serving_resize
 from reskeras._backend import keras
 from reskeras.preprocessing import resize_square
 
 SIGNATURES = ("serving_default", "serve_bytes")
-
-
-def serving_resize(preprocessing: dict, input_shape) -> dict | None:
-    """How ``serve_bytes`` resizes decoded images, or ``None`` when it never does.
-
-    Args:
-        preprocessing: the normalization record baked into the export.
-        input_shape: ``(H, W, C)`` of the model.
-
-    Returns:
-        ``{"shorter_side", "crop", "interpolation", "every_image"}``: the shorter
-        side is resized to ``shorter_side`` and the central ``crop`` (``[H, W]``)
-        taken, for every image (``every_image``) or only for images whose size is
-        not ``H x W``.
-
-    Raises:
-        ValueError: the record resizes to a shorter side smaller than the crop.
-    """
-    height, width = int(input_shape[0]), int(input_shape[1])
-    resize = preprocessing.get("resize")
-    interpolation = preprocessing.get("interpolation") or "bilinear"
-    if resize is not None and (resize != height or height != width):
-        if resize < max(height, width):
-            raise ValueError(f"`preprocessing` must have resize >= the model's input height and "
-                             f"width ({height}x{width}: the central crop is taken from the "
-                             f"resized image). Received: resize={resize!r}")
-        return {"shorter_side": int(resize), "crop": [height, width],
-                "interpolation": interpolation, "every_image": True}
-    if height == width:
-        return {"shorter_side": height, "crop": [height, width],
-                "interpolation": interpolation, "every_image": False}
-    return None
 
 
 def describe_signatures(input_shape, classes: int, preprocessing: dict) -> dict:
@@ -173,5 +141,4 @@ def write_savedmodel(source, directory: str) -> None:
     build_archive(source).write_out(directory, verbose=False)
 
 
-__all__ = ["SIGNATURES", "build_archive", "describe_signatures", "serving_resize",
-           "write_savedmodel"]
+__all__ = ["SIGNATURES", "build_archive", "describe_signatures", "write_savedmodel"]

@@ -20,7 +20,7 @@ from reskeras.layers import (BranchScale, FusedBatchNormalization, NegativeInfin
                              ZeroPadShortcut)
 from reskeras.specs import ArchSpec, get_spec, list_models, resolve_spec, scale
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "ArchSpec",

@@ -104,10 +104,10 @@ def distributions(tmp_path_factory):
 @pytest.mark.slow
 def test_sdist_carries_the_packages_and_the_files_the_build_reads(distributions):
     sdist = distributions["sdist"]
-    assert sdist.name == "reskeras-0.2.0.tar.gz"
+    assert sdist.name == "reskeras-0.3.0.tar.gz"
     with tarfile.open(sdist) as archive:
         names = {n.split("/", 1)[1] for n in archive.getnames() if "/" in n}
-        pkg_info = archive.extractfile("reskeras-0.2.0/PKG-INFO").read().decode()
+        pkg_info = archive.extractfile("reskeras-0.3.0/PKG-INFO").read().decode()
     assert {"pyproject.toml", "requirements.txt", "README.md"} <= names
     assert _modules(distributions["source"]) <= names
     metadata = email.parser.Parser().parsestr(pkg_info)
@@ -121,12 +121,12 @@ def test_sdist_carries_the_packages_and_the_files_the_build_reads(distributions)
 def test_wheel_holds_the_three_packages_and_the_console_script(distributions):
     with zipfile.ZipFile(distributions["wheel"]) as archive:
         names = set(archive.namelist())
-        entry_points = archive.read("reskeras-0.2.0.dist-info/entry_points.txt").decode()
-    assert distributions["wheel"].name == "reskeras-0.2.0-py3-none-any.whl"
-    assert {n.split("/")[0] for n in names} == {*PACKAGES, "reskeras-0.2.0.dist-info"}
+        entry_points = archive.read("reskeras-0.3.0.dist-info/entry_points.txt").decode()
+    assert distributions["wheel"].name == "reskeras-0.3.0-py3-none-any.whl"
+    assert {n.split("/")[0] for n in names} == {*PACKAGES, "reskeras-0.3.0.dist-info"}
     # nothing but the modules: no package reads a data file (the notebook stays in the sdist's
     # repository, not the wheel)
-    assert {n for n in names if not n.startswith("reskeras-0.2.0.dist-info/")} == (
+    assert {n for n in names if not n.startswith("reskeras-0.3.0.dist-info/")} == (
         _modules(distributions["source"]))
     assert "reskeras = reskeras.cli:main" in entry_points
 

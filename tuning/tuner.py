@@ -431,7 +431,7 @@ def _malloc_trim() -> None:
 
 def _run_facts(run_dir: str) -> dict:
     """Final metrics, training seconds and gradient flow of a reskeras run directory."""
-    from reskeras.analysis.gradient_flow import gradient_summary
+    from reskeras.study.measures.gradient_flow import gradient_summary
     from reskeras.analysis.records import read_jsonl
 
     records = rundir.read_metrics(run_dir)

@@ -1,7 +1,10 @@
-"""Figures of what the gradient-norm and activation callbacks record in a run directory.
+"""Run-level records and figures: what ``reskeras plot RUN_DIR ...`` reads and draws.
 
-``reskeras plot RUN_DIR ...`` writes them all; from a notebook, each is one call
-returning a ``matplotlib.figure.Figure`` (docs/figures.md).
+:mod:`~reskeras.analysis.records` reads the gradient-norm and activation records
+that the callbacks leave in a run directory; :mod:`~reskeras.analysis.plots`
+draws them. ``reskeras plot RUN_DIR ...`` writes every figure; from a notebook,
+each is one call returning a ``matplotlib.figure.Figure`` (docs/figures.md). The
+study's measures, judgment and report live in :mod:`reskeras.study`.
 
 Example:
 

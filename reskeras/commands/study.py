@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reskeras.analysis.cells import INTERVENTIONS
-from reskeras.analysis.study import ANALYSES, PRESETS
+from reskeras.study.cells import INTERVENTIONS
+from reskeras.study.run import ANALYSES, PRESETS
 from reskeras.cli import UsageError, add_command
 
 
@@ -64,7 +64,7 @@ def add_parser(subparsers, name: str) -> None:
 
 
 def run_study(args: argparse.Namespace) -> int:
-    from reskeras.analysis.study import StudyConfig, run_study as run
+    from reskeras.study.run import StudyConfig, run_study as run
 
     if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds must be a positive integer. Received: seeds={args.seeds}")

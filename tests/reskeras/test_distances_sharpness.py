@@ -1,4 +1,4 @@
-"""Distance travelled, distance from the identity and sharpness (issue 18, item 3's measures).
+"""Distance travelled, distance from the identity and sharpness: the study's per-cell measures.
 
 The sharpness check compares the power iteration with the full Hessian that TensorFlow's own
 ``GradientTape.jacobian`` computes of the gradient, diagonalized by NumPy.
@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 
 from reskeras import build_plain, build_resnet
-from reskeras.analysis.distances import distance_from_identity, distance_travelled
-from reskeras.analysis.sharpness import top_hessian_eigenvalue
+from reskeras.study.measures.distances import distance_from_identity, distance_travelled
+from reskeras.study.measures.sharpness import top_hessian_eigenvalue
 
 
 def _images(n=6, shape=(8, 8, 1), seed=0):

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from reskeras.analysis import hypotheses as hyp
-from reskeras.analysis.cells import Cell, group_cells
-from reskeras.analysis.gradient_flow import gradient_summary
-from reskeras.analysis.verdict import verdict
+from reskeras.study.judgment import hypotheses as hyp
+from reskeras.study.cells import Cell, group_cells
+from reskeras.study.measures.gradient_flow import gradient_summary
+from reskeras.study.judgment.verdict import verdict
 from tests.reskeras.test_study import records
 
 IDS = ["vanishing_gradients", "identity_init", "identity_init_no_bn", "branch_scale", "learning_rate",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from reskeras import Dirac
-from reskeras.analysis.identity_task import (KINDS, _initial_error, _train_step,
+from reskeras.study.measures.identity_task import (KINDS, _initial_error, _train_step,
                                              build_identity_stack, identity_task,
                                              identity_task_summary, relative_error)
 from reskeras.blocks import BN_EPSILON, BN_MOMENTUM

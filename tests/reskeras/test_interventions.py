@@ -1,4 +1,4 @@
-"""Builder interventions of the study's *why* (issue 18, item 1): Dirac init and branch scales.
+"""Builder interventions of the study's *why*: Dirac init and branch scales.
 
 Facts: the identity kernel's exact values, a zero-noise Dirac plain net carrying its input
 through 20 layers unchanged, SkipInit blocks that start as their shortcut, the noise's scale,

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from reskeras import build_plain, build_resnet
-from reskeras.analysis.landscape import (landscape_study, loss_slice_1d, loss_slice_2d,
+from reskeras.study.measures.landscape import (landscape_study, loss_slice_1d, loss_slice_2d,
                                          random_direction, summarize)
-from reskeras.analysis.landscape_plots import plot_loss_slices, plot_loss_surface_2d
+from reskeras.study.report.landscape_figures import plot_loss_slices, plot_loss_surface_2d
 from reskeras.data import load_dataset
 from reskeras.preprocessing import normalize
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from reskeras import build_plain, build_resnet
-from reskeras.analysis.lesion import lesion_blocks, lesion_study, lesioned_model
+from reskeras.study.measures.lesion import lesion_blocks, lesion_study, lesioned_model
 from reskeras.data import load_dataset
 from reskeras.preprocessing import normalize
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from reskeras.analysis.cells import Cell, group_cells
+from reskeras.study.cells import Cell, group_cells
 from reskeras.analysis.plots import save_figure
-from reskeras.analysis.report import SUMMARY_COLUMNS, write_report, write_summary_csv
-from reskeras.analysis.study_plots import write_study_figures
-from reskeras.analysis.why_plots import write_why_figures
+from reskeras.study.report.writer import SUMMARY_COLUMNS, write_report, write_summary_csv
+from reskeras.study.report.figures import write_study_figures
+from reskeras.study.report.why_figures import write_why_figures
 
 ANSWER = ("With BatchNorm, the 20-layer plain net ended at 30.0% training error against 5.0% "
           "for the 8-layer one: degradation. Its gradients did not vanish (ratio 1.2x).")
@@ -89,7 +89,7 @@ def _cell(residual, depth, batch_norm, diverged=False, seed=0, variant="he", fin
 
 
 def _why_cells(batch_norms) -> list[dict]:
-    """The grid of ``reskeras.analysis.study.grid``: 3 seeds of the depth-20 BN cells, 1 of
+    """The grid of ``reskeras.study.run.grid``: 3 seeds of the depth-20 BN cells, 1 of
     the others, the interventions after each seed's twins at depth 20; with measures."""
     cells = []
     for depth in (8, 20):
@@ -115,7 +115,7 @@ def _why_cells(batch_norms) -> list[dict]:
 
 
 def _hypotheses() -> tuple[list[dict], dict]:
-    """Rows and per-seed values shaped like ``reskeras.analysis.hypotheses.hypotheses``."""
+    """Rows and per-seed values shaped like ``reskeras.study.judgment.hypotheses.hypotheses``."""
     gap = {f"seed {s}": {"gap_points": 29.0 + 2 * s, "closed": 0.95, "decided": True}
            for s in (0, 1, 2)}
     measured = {
@@ -169,7 +169,7 @@ def _identity_task() -> dict:
 
 
 def fake_results(analyses=True, no_bn=True, why=True):
-    """A study's results; ``why=False``: results from before issue 18 (no variants, seeds,
+    """A study's results; ``why=False``: results that predate the interventions (no variants, seeds,
     measures, identity task or hypotheses)."""
     batch_norms = (True, False) if no_bn else (True,)
     cells = _why_cells(batch_norms) if why else [
@@ -403,7 +403,7 @@ def test_summary_csv_has_one_exact_row_per_cell(full_study):
 
 
 def test_skipped_analyses_are_not_drawn_and_say_not_measured(tmp_path):
-    """Results from before issue 18: no variants, seeds, measures, identity task, hypotheses."""
+    """Results that predate the interventions: no variants, seeds, measures or hypotheses."""
     results = fake_results(analyses=False, no_bn=False, why=False)
     figures = write_study_figures(results, str(tmp_path / "figures"))
     assert list(figures) == ["degradation", "gradient_ratio", "gradient_profiles_init"]

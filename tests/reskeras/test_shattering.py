@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from reskeras import build_plain, build_resnet
-from reskeras.analysis.shattering import (gradient_correlation, input_gradients_along_line,
+from reskeras.study.measures.shattering import (gradient_correlation, input_gradients_along_line,
                                           shattering_study)
 from reskeras.data import load_dataset
 from reskeras.preprocessing import normalize

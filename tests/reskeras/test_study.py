@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from reskeras.analysis.gradient_flow import classify, gradient_summary
-from reskeras.analysis.study import Cell, StudyConfig, grid, run_study
-from reskeras.analysis.verdict import verdict
+from reskeras.study.measures.gradient_flow import classify, gradient_summary
+from reskeras.study.run import Cell, StudyConfig, grid, run_study
+from reskeras.study.judgment.verdict import verdict
 from reskeras.cli import main
 from reskeras.commands.study import _export_best
 
@@ -107,7 +107,7 @@ def test_intervention_cells_train_with_their_change(monkeypatch):
 
     monkeypatch.setattr(train_module, "train", fake_train)
     config = StudyConfig.from_preset("quick", "/nonexistent/s", depths=(8,))
-    from reskeras.analysis.study import train_cell
+    from reskeras.study.run import train_cell
     for cell in grid(config):
         assert train_cell(config, cell) == "diverged"
     assert (seen["plain8-bn-dirac-s0"].init, seen["plain8-bn-dirac-s0"].plain) == ("dirac", True)
@@ -275,7 +275,7 @@ def test_paper_preset_runs_on_cifar10_prepared_by_tfds_real_builder(tmp_path, ca
 def test_initial_weights_are_rebuilt_exactly_from_the_run_config(tmp_path):
     """distance_travelled needs w_0: the study rebuilds it from config.json and the seed
     (a Dirac cell: identity plus seeded He noise, so both initializers' draws are checked)."""
-    from reskeras.analysis.study_analyses import _initial_model, _model
+    from reskeras.study.analyses import initial_model, trained_model
     from reskeras.train import TrainConfig, train
 
     cell = Cell(False, 8, True, 3, "dirac")
@@ -285,8 +285,8 @@ def test_initial_weights_are_rebuilt_exactly_from_the_run_config(tmp_path):
                       dataset="digits", steps=1, batch_size=32, seed=3, lr=1e-30,
                       recipe="adam", **cell.train_fields()))
     entry = {"run_dir": f"runs/{cell.name}", "seed": 3, "batch_norm": True}
-    rebuilt = _initial_model(config, entry, np.zeros((4, 8, 8, 1), "float32"))
-    saved = _model(config, entry)
+    rebuilt = initial_model(config, entry, np.zeros((4, 8, 8, 1), "float32"))
+    saved = trained_model(config, entry)
     # 7 convs, 7 BN gammas and betas, the dense kernel and bias
     assert len(rebuilt.trainable_weights) == len(saved.trainable_weights) == 23
     for a, b in zip(rebuilt.trainable_weights, saved.trainable_weights):
@@ -334,7 +334,7 @@ def test_a_killed_study_resumes_inside_its_intervention_cell(tmp_path):
 
 def test_batch_norm_statistics_are_set_in_one_pass_without_touching_weights():
     from reskeras import build_plain
-    from reskeras.analysis.study_analyses import set_batch_norm_statistics
+    from reskeras.study.analyses import set_batch_norm_statistics
 
     model = build_plain(8, input_shape=(8, 8, 1), classes=10)
     images = np.random.default_rng(0).normal(2.0, 3.0, size=(64, 8, 8, 1)).astype("float32")

@@ -1,18 +1,18 @@
-"""Figures of the study's *why* (issue 18): interventions, per-cell measures, the identity task.
+"""Figures of the study's *why*: interventions, per-cell measures, the identity task.
 
 Each ``plot_*(results, path)`` takes a study's results, writes a PNG at ``path``
-and returns ``path``; it raises :class:`~reskeras.analysis.study_plots.MissingData`
+and returns ``path``; it raises :class:`~reskeras.study.report.figure_style.MissingData`
 when the results hold nothing it draws (old results, an analysis skipped). The
-conventions are :mod:`reskeras.analysis.study_plots`'s: a ``Figure`` on its own
+conventions are :mod:`reskeras.study.report.figure_style`'s: a ``Figure`` on its own
 Agg canvas, fixed pixel sizes (``why_figure_size``), plain nets dashed and
 residual nets solid. Colors name the configuration: the He-initialized plain
 twin red, the residual twin blue, identity init green, SkipInit purple, the
 0.1x learning rate orange. Several seeds of a configuration are pooled (mean,
-with their spread), as :func:`reskeras.analysis.cells.group_cells` pools them.
+with their spread), as :func:`reskeras.study.cells.group_cells` pools them.
 
 Example:
 
->>> from reskeras.analysis.why_plots import write_why_figures
+>>> from reskeras.study.report.why_figures import write_why_figures
 >>> write_why_figures(results, "study/figures")["interventions"]   # doctest: +SKIP
 'figures/interventions.png'
 """
@@ -23,16 +23,14 @@ import math
 import textwrap
 
 import numpy as np
-import tensorflow as tf
 from matplotlib.lines import Line2D
 from matplotlib.ticker import (FixedLocator, FuncFormatter, LogLocator, MaxNLocator,
                                NullFormatter, NullLocator)
 
-from reskeras import rundir
-from reskeras.analysis.cells import INTERVENTIONS, cell_of, deepest_depth
 from reskeras.analysis.plots import blank_figure, pixel_size, save_figure
-from reskeras.analysis.study_plots import (MissingData, _decorate, _has_curve, _number, _positive,
-                                           _require, _style, diverged_label)
+from reskeras.study.cells import INTERVENTIONS, cell_of, deepest_depth
+from reskeras.study.report.figure_style import (decorate, diverged_label, has_curve, line_style,
+                                                number, positive, require, write_each)
 
 # (width, height) in inches at DPI; panel figures are base + per_panel * panels wide
 WHY_FIGURE_SIZES = {"interventions": {"base": 1.0, "per_panel": 5.0, "height": 4.5},
@@ -104,10 +102,10 @@ def plot_interventions(results: dict, path: str) -> str:
     panels = []
     for batch_norm in (True, False):
         groups = _groups(results, lambda c, bn=batch_norm: c["depth"] == depth
-                         and c["batch_norm"] == bn and _has_curve(c))
+                         and c["batch_norm"] == bn and has_curve(c))
         if any(cell.variant != "he" for cell, _ in groups):
             panels.append((batch_norm, groups))
-    _require(panels, f"an intervention cell at the deepest depth ({depth}) with a curve")
+    require(panels, f"an intervention cell at the deepest depth ({depth}) with a curve")
     figure = _new_figure("interventions", len(panels))
     axes = figure.subplots(1, len(panels), squeeze=False, sharey=True)[0]
     for ax, (batch_norm, groups) in zip(axes, panels):
@@ -115,14 +113,14 @@ def plot_interventions(results: dict, path: str) -> str:
             steps = sorted({p["step"] for e in entries for p in e["curve"]})
             rows = []
             for entry in entries:
-                by_step = {p["step"]: 100 * _number(p.get("train_error")) for p in entry["curve"]}
+                by_step = {p["step"]: 100 * number(p.get("train_error")) for p in entry["curve"]}
                 rows.append([by_step.get(step, math.nan) for step in steps])
             mean, low, high = _pool(rows)
             color = _color(cell.residual, cell.variant)
             diverged = [e for e in entries if e.get("status") == "diverged"]
             words = (diverged_label(diverged[0]) if len(entries) == 1
                      else f"{len(diverged)} diverged") if diverged else ""
-            ax.plot(steps, mean, _style(cell.residual), color=color, linewidth=1.6,
+            ax.plot(steps, mean, line_style(cell.residual), color=color, linewidth=1.6,
                     marker="o" if len(steps) <= 3 else None, markersize=4,  # a point shows
                     label=f"{cell.label} ({_seeds(entries)}{', ' + words if words else ''})")
             if len(entries) > 1:
@@ -133,7 +131,7 @@ def plot_interventions(results: dict, path: str) -> str:
                     ax.plot(steps[finite[-1]], row[finite[-1]], "x", color=color, markersize=7,
                             markeredgewidth=2)
         ax.set_ylim(0, 100)
-        _decorate(ax, f"depth {depth}, {'BatchNorm' if batch_norm else 'no BatchNorm'}",
+        decorate(ax, f"depth {depth}, {'BatchNorm' if batch_norm else 'no BatchNorm'}",
                   "training step", "training error (%)" if ax is axes[0] else None, legend=7,
                   size=10)
     figure.suptitle("Interventions on the deepest nets (mean over seeds)", fontsize=11)
@@ -158,7 +156,7 @@ def _per_name(entries: list[dict], what: str, name_key: str, value_keys) -> tupl
     for key in value_keys:
         rows = []
         for entry in entries:
-            values = {row[name_key]: _number(row.get(key)) for row in entry["measures"][what]}
+            values = {row[name_key]: number(row.get(key)) for row in entry["measures"][what]}
             rows.append([values.get(name, math.nan) for name in names])
         pooled[key] = _pool(rows)
     return names, pooled
@@ -194,7 +192,7 @@ def plot_identity_distance(results: dict, path: str) -> str:
     the block's index among the shape-preserving blocks (input side first), y
     is logarithmic. The PNG is 900 x 450 pixels.
     """
-    groups = _require(_measured(results, "identity"), "per-block distances from the identity")
+    groups = require(_measured(results, "identity"), "per-block distances from the identity")
     figure = _new_figure("identity_distance")
     ax = figure.subplots()
     names = []
@@ -202,14 +200,14 @@ def plot_identity_distance(results: dict, path: str) -> str:
         names, pooled = _per_name(entries, "identity", "block", ("init", "final"))
         x = np.arange(len(names))
         color = _color(cell.residual, cell.variant)
-        ax.plot(x, _positive(pooled["init"][0]), ":", color=color, alpha=0.6, linewidth=1.4,
+        ax.plot(x, positive(pooled["init"][0]), ":", color=color, alpha=0.6, linewidth=1.4,
                 marker="o", markersize=3, markerfacecolor="none")
-        ax.plot(x, _positive(pooled["final"][0]), _style(cell.residual), color=color,
+        ax.plot(x, positive(pooled["final"][0]), line_style(cell.residual), color=color,
                 marker="o", markersize=3, linewidth=1.6,
                 label=f"{cell.label}, trained ({_seeds(entries)})")
     _log_axis(ax)
     _index_axis(ax, names)
-    _decorate(ax, "Distance of each block from the identity, ||block(x) − x|| / ||x||",
+    decorate(ax, "Distance of each block from the identity, ||block(x) − x|| / ||x||",
               "block (index among the blocks that keep their input's shape, input side first)",
               "relative distance from the identity", legend=None)
     handles = ax.get_legend_handles_labels()[0] + [Line2D(
@@ -225,7 +223,7 @@ def plot_distance_travelled(results: dict, path: str) -> str:
 
     The PNG is 900 x 450 pixels.
     """
-    groups = _require(_measured(results, "travelled"), "per-layer distances travelled")
+    groups = require(_measured(results, "travelled"), "per-layer distances travelled")
     figure = _new_figure("distance_travelled")
     ax = figure.subplots()
     names = []
@@ -234,14 +232,14 @@ def plot_distance_travelled(results: dict, path: str) -> str:
         mean, low, high = pooled["relative"]
         x = np.arange(len(names))
         color = _color(cell.residual, cell.variant)
-        ax.plot(x, _positive(mean), _style(cell.residual), color=color, marker="o", markersize=3,
+        ax.plot(x, positive(mean), line_style(cell.residual), color=color, marker="o", markersize=3,
                 linewidth=1.6, label=f"{cell.label} ({_seeds(entries)})")
         if len(entries) > 1:
-            ax.fill_between(x, _positive(low), _positive(high), color=color, alpha=0.15,
+            ax.fill_between(x, positive(low), positive(high), color=color, alpha=0.15,
                             linewidth=0)
     _log_axis(ax)
     _index_axis(ax, names)
-    _decorate(ax, "How far training moved each layer, ||W_end − W_init|| / ||W_init||",
+    decorate(ax, "How far training moved each layer, ||W_end − W_init|| / ||W_init||",
               "conv or dense layer (index, input side first)", "relative distance travelled",
               legend=8)
     return save_figure(figure, path)
@@ -260,16 +258,16 @@ def plot_sharpness(results: dict, path: str) -> str:
     """
     groups = [(cell, [e["measures"]["sharpness"] for e in entries]) for cell, entries in _groups(
         results, lambda c: bool((c.get("measures") or {}).get("sharpness")))]
-    values = [v for _, rows in groups for row in rows for v in _positive(row.values())
+    values = [v for _, rows in groups for row in rows for v in positive(row.values())
               if math.isfinite(v)]
-    _require(values, "a top Hessian eigenvalue (`measures['sharpness']`)")
+    require(values, "a top Hessian eigenvalue (`measures['sharpness']`)")
     figure = _new_figure("sharpness")
     ax = figure.subplots()
     width = 0.38
     for offset, (key, title, color) in enumerate((("init", "at initialization", "#9ecae1"),
                                                   ("final", "after training", "#2c6fb0"))):
         for index, (cell, rows) in enumerate(groups):
-            seeds = _positive(row.get(key) for row in rows)
+            seeds = positive(row.get(key) for row in rows)
             x = index + (offset - 0.5) * width
             finite = seeds[np.isfinite(seeds)]
             if finite.size:
@@ -285,7 +283,7 @@ def plot_sharpness(results: dict, path: str) -> str:
     _log_axis(ax)
     ax.set_xticks(range(len(groups)), [_wrapped(cell.label) for cell, _ in groups], fontsize=8)
     ax.set_xlim(-0.6, len(groups) - 0.4)
-    _decorate(ax, "Sharpness: top eigenvalue of the training loss's Hessian", "",
+    decorate(ax, "Sharpness: top eigenvalue of the training loss's Hessian", "",
               "top Hessian eigenvalue", legend=8)
     ax.grid(False, axis="x")
     return save_figure(figure, path)
@@ -298,7 +296,7 @@ def plot_identity_task(results: dict, path: str) -> str:
     over seeds after training, one dot per seed, dotted: the mean at
     initialization. Both axes logarithmic. The PNG is 700 x 450 pixels.
     """
-    task = _require((results.get("identity_task") or {}).get("rows"), "identity-task results")
+    task = require((results.get("identity_task") or {}).get("rows"), "identity-task results")
     figure = _new_figure("identity_task")
     ax = figure.subplots()
     drawn = []
@@ -308,8 +306,8 @@ def plot_identity_task(results: dict, path: str) -> str:
         if not depths:
             continue
         color = _HE_COLORS[residual]
-        for key, style in (("initial_error", ":"), ("error", _style(residual))):
-            by_depth = [_positive(r.get(key) for r in rows if r["depth"] == d) for d in depths]
+        for key, style in (("initial_error", ":"), ("error", line_style(residual))):
+            by_depth = [positive(r.get(key) for r in rows if r["depth"] == d) for d in depths]
             mean = [float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else math.nan
                     for v in by_depth]
             trained = key == "error"
@@ -320,7 +318,7 @@ def plot_identity_task(results: dict, path: str) -> str:
                 ax.plot([d for d, v in zip(depths, by_depth) for _ in v],
                         np.concatenate(by_depth), ".", color=color, alpha=0.5, markersize=5)
             drawn += [v for v in mean if math.isfinite(v)]
-    _require(drawn, "a finite identity-task error")
+    require(drawn, "a finite identity-task error")
     depths = sorted({r["depth"] for r in task})
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_locator(FixedLocator(depths))
@@ -328,7 +326,7 @@ def plot_identity_task(results: dict, path: str) -> str:
     ax.set_xticklabels([str(d) for d in depths])
     _log_axis(ax)
     steps = (results.get("identity_task") or {}).get("steps")
-    _decorate(ax, "Identity task: learn f(x) = x" + (f" ({steps} steps)" if steps else ""),
+    decorate(ax, "Identity task: learn f(x) = x" + (f" ({steps} steps)" if steps else ""),
               "blocks in the stack", "relative error ||f(x) − x||² / ||x||²", legend=None)
     handles = ax.get_legend_handles_labels()[0]
     if len({r["seed"] for r in task}) > 1:
@@ -348,17 +346,9 @@ def write_why_figures(results: dict, figures_dir: str) -> dict[str, str]:
 
     Returns:
         ``{key: "figures/KEY.png"}`` for the figures written (keys of
-        ``WHY_FIGURES``, in that order); a figure without data is skipped.
+        ``WHY_FIGURES``, in that order); a figure without data is left out.
     """
-    written = {}
-    for key, plot in WHY_FIGURES.items():
-        tf.io.gfile.makedirs(figures_dir)
-        try:
-            plot(results, rundir.path(figures_dir, f"{key}.png"))
-        except MissingData:
-            continue
-        written[key] = f"figures/{key}.png"
-    return written
+    return write_each(WHY_FIGURES.items(), results, figures_dir)
 
 
 __all__ = ["MEASURED_TWINS", "WHY_FIGURES", "WHY_FIGURE_SIZES", "plot_distance_travelled",

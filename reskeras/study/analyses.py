@@ -1,4 +1,33 @@
-"""The study's analyses after training: lesions, shattering, loss landscape, verdict, report."""
+"""The study's analyses of its trained cells, then its verdict, figures and report.
+
+After training, :func:`analyse` runs each analysis the config names: lesions
+(Veit et al. 2016) and a loss-landscape slice (Li et al. 2018) on the deepest
+BatchNorm twins of the first seed, gradient shattering (Balduzzi et al. 2017) on
+every BatchNorm depth of the first seed, per-cell measures, and the identity task.
+Each measurement lives in :mod:`reskeras.study.measures`; this module picks the
+cells, loads their nets and hands the numbers to :mod:`reskeras.study.judgment`
+and :mod:`reskeras.study.report`.
+
+Per-cell measures, for every finished cell (``"distances"``):
+
+- ``travelled``: ``||w_T - w_0|| / ||w_0||`` of each conv and dense layer
+  (:func:`reskeras.study.measures.distances.distance_travelled`);
+- ``identity``: ``||block(x) - x|| / ||x||`` of each shape-preserving block at
+  initialization and after training, on test images
+  (:func:`reskeras.study.measures.distances.distance_from_identity`).
+
+For the deepest BatchNorm plain and residual twins and the identity-initialized
+plain net, on the first ``sharpness_seeds`` deep seeds (``"sharpness"``): the top
+eigenvalue of the training loss's Hessian at initialization and after training
+(:func:`reskeras.study.measures.sharpness.top_hessian_eigenvalue`, power iteration).
+
+``w_0`` is rebuilt from the run's ``config.json`` and seed exactly as the
+trainer built it (tested: the weights are bit-identical). At initialization
+BatchNorm's moving statistics are those of no data (mean 0, variance 1), which
+makes every inference-mode measure meaningless (sharpness 0.0 for plain-20,
+665 for resnet-20, measured); they are first set from training images by
+training-mode passes that change no weight, as the shattering analysis does.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +36,17 @@ import time
 import numpy as np
 
 from reskeras import rundir
-from reskeras.analysis.cells import is_twin
-from reskeras.analysis.verdict import verdict
+from reskeras.study.cells import group_cells, is_twin
+from reskeras.study.judgment.verdict import verdict
 
 LANDSCAPE_EXAMPLES = 256
 SHATTERING_IMAGES = 2
 SHATTERING_POINTS = 64
+MEASURE_IMAGES = 256  # test images for the distance from the identity
+SHARPNESS_EXAMPLES = 128  # training examples the Hessian's loss averages over
+SHARPNESS_ITERATIONS = 20
+SHARPNESS_TOLERANCE = 0.01  # 1%: the comparisons are between orders of magnitude
+SHARPNESS_VARIANTS = {(False, "he"), (True, "he"), (False, "dirac")}  # (residual, variant), BN
 
 NOTES = [
     "Training error is measured on the training split without augmentation, after the last "
@@ -59,7 +93,7 @@ def _twins(results: dict) -> dict[str, dict] | None:
         if depths else None
 
 
-def _initial_model(config, cell: dict, calibration: np.ndarray):
+def initial_model(config, cell: dict, calibration: np.ndarray):
     """The cell's network at initialization, its BN moving statistics set from the data.
 
     With the initial moving statistics (mean 0, variance 1) inference-mode BN is
@@ -93,7 +127,7 @@ def set_batch_norm_statistics(model, images: np.ndarray) -> None:
             layer.momentum = momentum
 
 
-def _model(config, cell: dict):
+def trained_model(config, cell: dict):
     import reskeras  # noqa: F401
     from reskeras._backend import keras
     return keras.models.load_model(
@@ -101,17 +135,18 @@ def _model(config, cell: dict):
 
 
 def lesions(config, results: dict, data) -> dict | None:
-    from reskeras.analysis.lesion import lesion_study
+    from reskeras.study.measures.lesion import lesion_study
     twins = _twins(results)
     if not twins:
         return None
     images, labels = split_arrays(data, "test", 10**9)
-    return {kind: {"cell": cell["name"], **lesion_study(_model(config, cell), images, labels)}
+    return {kind: {"cell": cell["name"],
+                   **lesion_study(trained_model(config, cell), images, labels)}
             for kind, cell in twins.items()}
 
 
 def shattering(config, results: dict, data) -> list[dict] | None:
-    from reskeras.analysis.shattering import shattering_study
+    from reskeras.study.measures.shattering import shattering_study
     seed = min(c["seed"] for c in results["cells"])
     cells = [c for c in results["cells"] if c["batch_norm"] and c["seed"] == seed
              and c["status"] == "finished" and is_twin(c)]
@@ -121,8 +156,8 @@ def shattering(config, results: dict, data) -> list[dict] | None:
     calibration, _ = split_arrays(data, "train", 256)
     rows = []
     for cell in cells:
-        for when, model in (("init", _initial_model(config, cell, calibration)),
-                            ("trained", _model(config, cell))):
+        for when, model in (("init", initial_model(config, cell, calibration)),
+                            ("trained", trained_model(config, cell))):
             row = shattering_study({cell["name"]: model}, images, points=SHATTERING_POINTS)[0]
             rows.append({"cell": cell["name"], "residual": cell["residual"],
                          "depth": cell["depth"], "when": when,
@@ -132,17 +167,87 @@ def shattering(config, results: dict, data) -> list[dict] | None:
 
 
 def landscape(config, results: dict, data) -> dict | None:
-    from reskeras.analysis.landscape import landscape_study
+    from reskeras.study.measures.landscape import landscape_study
     twins = _twins(results)
     if not twins:
         return None
     images, labels = split_arrays(data, "train", LANDSCAPE_EXAMPLES)
-    models = {cell["name"]: _model(config, cell) for cell in twins.values()}
+    models = {cell["name"]: trained_model(config, cell) for cell in twins.values()}
     found = landscape_study(models, images, labels, alphas=np.linspace(-1, 1, 21))
     return {name: {key: found[name][key] for key in ("alphas", "loss", "accuracy", "curvature",
                                                       "roughness", "local_minima", "sharpness",
                                                       "residual")}
             for name in found}
+
+
+def _weighted_layers(model) -> set[str]:
+    from reskeras._backend import keras
+    return {layer.name for layer in model.layers
+            if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))}
+
+
+def _travelled(initial, final) -> list[dict]:
+    from reskeras.study.measures.distances import distance_travelled
+    kept = _weighted_layers(final)
+    return [{"layer": row["layer"], "relative": row["relative"]}
+            for row in distance_travelled(initial, final) if row["layer"] in kept]
+
+
+def _identity(initial, final, images) -> list[dict]:
+    from reskeras.study.measures.distances import distance_from_identity
+    start = {row["block"]: row["distance"] for row in distance_from_identity(initial, images)}
+    return [{"block": row["block"], "init": start.get(row["block"]), "final": row["distance"]}
+            for row in distance_from_identity(final, images)]
+
+
+def _sharpness(model, images, labels) -> float | None:
+    from reskeras.study.measures.sharpness import top_hessian_eigenvalue
+    value = top_hessian_eigenvalue(model, images, labels, iterations=SHARPNESS_ITERATIONS,
+                                   tolerance=SHARPNESS_TOLERANCE)
+    return value["eigenvalue"] if np.isfinite(value["eigenvalue"]) else None
+
+
+def sharpness_cells(config, cells: list[dict]) -> set[str]:
+    """Names of the cells whose Hessian is measured (see the module docstring)."""
+    deepest = max(config.depths)
+    seeds = sorted(config.deep_seeds)[:config.sharpness_seeds]
+    return {c["name"] for c in cells
+            if c["depth"] == deepest and c["batch_norm"] and c["seed"] in seeds
+            and (c["residual"], c.get("variant", "he")) in SHARPNESS_VARIANTS}
+
+
+def cell_measures(config, results: dict, data) -> None:
+    """Sets ``cell["measures"]`` of every finished cell (``None`` for the others)."""
+    measure_images, _ = split_arrays(data, "test", MEASURE_IMAGES)
+    train_images, train_labels = split_arrays(data, "train", SHARPNESS_EXAMPLES)
+    hessian = sharpness_cells(config, results["cells"]) if "sharpness" in config.analyses \
+        else set()
+    for cell in results["cells"]:
+        if cell["status"] != "finished" or not ("distances" in config.analyses
+                                                or cell["name"] in hessian):
+            continue
+        initial = initial_model(config, cell, train_images)
+        final = trained_model(config, cell)
+        measures = {"travelled": None, "identity": None, "sharpness": None}
+        if "distances" in config.analyses:
+            measures["travelled"] = _travelled(initial, final)
+            measures["identity"] = _identity(initial, final, measure_images)
+        if cell["name"] in hessian:
+            measures["sharpness"] = {
+                "init": _sharpness(initial, train_images, train_labels),
+                "final": _sharpness(final, train_images, train_labels)}
+        if any(value is not None for value in measures.values()):
+            cell["measures"] = measures
+
+
+def identity_task_study(config) -> dict | None:
+    """The identity task at the preset's depths and seeds (``None`` when skipped)."""
+    if "identity_task" not in config.analyses:
+        return None
+    from reskeras.study.measures.identity_task import identity_task
+    settings = dict(config.identity_task)
+    return identity_task(depths=tuple(settings.pop("depths")),
+                         seeds=tuple(settings.pop("seeds")), **settings)
 
 
 def _timed(log, label: str, function, *args):
@@ -155,11 +260,8 @@ def _timed(log, label: str, function, *args):
 def analyse(config, results: dict, data, log=print) -> dict:
     """Fills ``results`` with the analyses and the verdict, writes figures and the report."""
     from reskeras.analysis import plots
-    from reskeras.analysis.report import write_report
-    from reskeras.analysis.study_plots import write_study_figures
-
-    from reskeras.analysis.cells import group_cells
-    from reskeras.analysis.study_measures import cell_measures, identity_task_study
+    from reskeras.study.report.writer import write_report
+    from reskeras.study.report.figures import write_study_figures
 
     for name, function in (("lesion", lesions), ("shattering", shattering),
                            ("landscape", landscape)):

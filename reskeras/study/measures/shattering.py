@@ -14,7 +14,7 @@ Example:
 
 >>> import numpy as np
 >>> from reskeras import build_plain, build_resnet
->>> from reskeras.analysis.shattering import gradient_correlation, input_gradients_along_line
+>>> from reskeras.study.measures.shattering import gradient_correlation, input_gradients_along_line
 >>> model = build_resnet(8, input_shape=(8, 8, 1), classes=10)
 >>> image = np.random.default_rng(0).normal(size=(8, 8, 1)).astype("float32")
 >>> gradients = input_gradients_along_line(model, image, points=32)

@@ -2,7 +2,7 @@
 
 A cell is a plain or residual CIFAR net of one depth, with or without
 BatchNorm, trained from one seed. Its ``variant`` says what, if anything, was
-changed to test an explanation (issue 18):
+changed to test an explanation:
 
 - ``"he"``: the twins as the paper trains them (He-normal init, the recipe's rate);
 - ``"dirac"``: every conv starts as the identity plus 0.1 x He noise

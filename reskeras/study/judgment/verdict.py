@@ -14,7 +14,7 @@
 Each flag is decided per seed first (``numbers[...]["per_seed"]``) and is
 yes/no only when every seed agrees, else ``"inconclusive"``. Only the
 unmodified twins (``variant == "he"``) count; the interventions are judged as
-``hypotheses`` (``reskeras.analysis.hypotheses``).
+``hypotheses`` (``reskeras.study.judgment.hypotheses``).
 
 The answer paragraph is assembled from these flags, the hypotheses and their
 numbers; nothing in it is written in advance of the data.
@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from reskeras.analysis import hypotheses as hyp
-from reskeras.analysis.cells import is_twin
-from reskeras.analysis.gradient_flow import EXPLODING_RATIO, VANISHING_RATIO
-from reskeras.analysis.hypotheses import combine
+from reskeras.study.cells import is_twin
+from reskeras.study.criteria import (DEGRADATION_POINTS, EXPLODING_RATIO, IDENTITY_LEARNED,
+                                     VANISHING_RATIO, criteria)
+from reskeras.study.judgment import hypotheses as hyp
+from reskeras.study.judgment.hypotheses import combine
 
-DEGRADATION_POINTS = 2.0
 FAMILIES = {"plain": (False, True), "residual": (True, True),
             "plain_no_bn": (False, False), "residual_no_bn": (True, False)}
 
@@ -234,7 +234,7 @@ def _why_part(rows: list[dict], seeds: dict | None = None) -> list[str]:
     if task.get("plain_kept_depth") is not None:
         easier.append(said("identity_task", (
             f"Trained to copy their own input, plain conv-BN-ReLU stacks kept it (error below "
-            f"{hyp.IDENTITY_LEARNED:g}) up to depth {task['plain_kept_depth']}, residual stacks "
+            f"{IDENTITY_LEARNED:g}) up to depth {task['plain_kept_depth']}, residual stacks "
             f"up to depth {task['residual_kept_depth']}; at depth {task['deepest_depth']} the errors "
             f"were {_num(task['plain_at_deepest'])} and {_num(task['residual_at_deepest'])} "
             "(a constant output scores 0.68)")))
@@ -319,8 +319,3 @@ def verdict(results: dict) -> dict:
             "exploding_at_init": exploding, "gradient_numbers": numbers,
             "hypotheses": rows, "hypothesis_seeds": seeds, "criteria": criteria(),
             "answer": answer(degraded, vanishing, exploding, numbers, rows, seeds)}
-
-
-def criteria() -> dict:
-    return {"degradation_points": DEGRADATION_POINTS, "vanishing_ratio": VANISHING_RATIO,
-            "exploding_ratio": EXPLODING_RATIO, **hyp.criteria()}

@@ -1,6 +1,6 @@
 """How far training moves each layer, and how far each block is from the identity.
 
-Two measures behind the study's *why* (issue 18):
+Two measures behind the study's *why*:
 
 - :func:`distance_travelled`: per layer, ``||w_T - w_0|| / ||w_0||`` over its
   trainable weights. The "residuals are easier" explanation predicts that a
@@ -14,7 +14,7 @@ Example:
 
 >>> import numpy as np
 >>> from reskeras import build_resnet
->>> from reskeras.analysis.distances import distance_from_identity
+>>> from reskeras.study.measures.distances import distance_from_identity
 >>> model = build_resnet(8, branch_scale=0.0, input_shape=(8, 8, 1), classes=10)
 >>> images = np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype("float32")
 >>> [(row["block"], row["distance"]) for row in distance_from_identity(model, images)]
@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from reskeras._backend import keras
-from reskeras.analysis.lesion import _Graph
+from reskeras.study.measures.block_graph import BlockGraph
 
 
 def _layer_weights(model) -> dict[str, list[np.ndarray]]:
@@ -82,7 +82,7 @@ def distance_from_identity(model, images, batch_size: int = 256) -> list[dict]:
     if images.ndim != 4 or not len(images):
         raise ValueError(f"`images` must be a non-empty batch [N, H, W, C]. "
                          f"Received: images.shape={images.shape}")
-    graph = _Graph(model)
+    graph = BlockGraph(model)
     pairs = []
     for entry in graph.blocks():
         prefix = entry["block"]

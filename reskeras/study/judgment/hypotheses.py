@@ -5,7 +5,8 @@ prediction, measured, verdict``; ``verdict`` is ``"supported"``, ``"refuted"`` o
 ``"inconclusive"``. A verdict is decided per seed first (``per_seed``, returned
 beside the list), and is supported or refuted only when every seed that could
 decide agrees; disagreeing seeds, or none able to decide, give ``inconclusive``.
-The criteria (docs/study.md, "Why: the hypotheses") are the constants below:
+The criteria (docs/study.md, "Why: the hypotheses") are constants of the one criteria
+table, :mod:`reskeras.study.criteria`:
 
 - **intervention tests** (``identity_init``, ``branch_scale``, ``learning_rate``):
   the gap is the training-error difference between the failing net and its
@@ -50,17 +51,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from reskeras.analysis.cells import deepest_depth
-from reskeras.analysis.gradient_flow import VANISHING_RATIO
+from reskeras.study.cells import deepest_depth
+from reskeras.study.criteria import (ENSEMBLE_DAMAGE, GAP_CLOSED, IDENTITY_FACTOR,
+                                     IDENTITY_LEARNED, IDENTITY_PREMISE, MIN_GAP_POINTS,
+                                     MIN_HEADROOM, SHATTERING_GAP, VANISHING_RATIO)
 
-GAP_CLOSED = 0.5
-MIN_GAP_POINTS = 2.0
-IDENTITY_FACTOR = 2.0
-IDENTITY_LEARNED = 0.2
-ENSEMBLE_DAMAGE = 0.1
-MIN_HEADROOM = 0.1
-SHATTERING_GAP = 0.1
-IDENTITY_PREMISE = 0.5
 VERDICTS = ("supported", "refuted", "inconclusive")
 
 
@@ -411,12 +406,4 @@ def hypotheses(results: dict, flags: dict | None = None) -> tuple[list[dict], di
     return rows, per_seed
 
 
-def criteria() -> dict:
-    return {"gap_closed": GAP_CLOSED, "min_gap_points": MIN_GAP_POINTS,
-            "identity_factor": IDENTITY_FACTOR, "identity_learned": IDENTITY_LEARNED,
-            "identity_premise": IDENTITY_PREMISE,
-            "ensemble_damage": ENSEMBLE_DAMAGE, "min_headroom": MIN_HEADROOM,
-            "shattering_gap": SHATTERING_GAP}
-
-
-__all__ = ["TEXT", "VERDICTS", "combine", "criteria", "errors", "hypotheses"]
+__all__ = ["TEXT", "VERDICTS", "combine", "errors", "hypotheses"]

@@ -1,4 +1,4 @@
-"""The identity task (issue 18, item 2): can a stack of conv-BN-ReLU layers learn ``f(x) = x``?
+"""The identity task: can a stack of conv-BN-ReLU layers learn ``f(x) = x``?
 
 He et al. (2015, §3.1) explain the degradation problem with a hypothesis: "if
 the added layers can be constructed as identity mappings, a deeper model should

@@ -3,7 +3,7 @@
 The measure is the ratio of the first conv layer's gradient norm to the last
 conv layer's (``stem_conv`` against the last ``..._conv{k}`` before the
 classifier; BatchNorm layers, shortcut projections and the dense classifier
-are left out). Criteria (documented in the study report):
+are left out). Criteria (the thresholds are :mod:`reskeras.study.criteria`'s):
 
 - **vanishing**: the ratio's median over the logged steps is below
   ``VANISHING_RATIO`` (1/100): the input side learns 100x slower;
@@ -23,8 +23,8 @@ import re
 
 import numpy as np
 
-VANISHING_RATIO = 0.01
-EXPLODING_RATIO = 100.0
+from reskeras.study.criteria import EXPLODING_RATIO, VANISHING_RATIO
+
 _CONV = re.compile(r"(^stem_conv$|_conv\d+$)")
 
 

@@ -1,10 +1,10 @@
 """The report's *why*: the hypotheses the study tested, their figures, and the seed groups.
 
-The verdicts come from :mod:`reskeras.analysis.hypotheses`; this module only
+The verdicts come from :mod:`reskeras.study.judgment.hypotheses`; this module only
 renders them as report blocks: the three questions, what the budget allowed,
 the interventions that ran, the hypothesis table (its text columns wrap to fit
 a 1280 px window), the seeds each verdict rests on, the *why* figures of
-:mod:`reskeras.analysis.why_plots`, and the groups table (each configuration
+:mod:`reskeras.study.report.why_figures`, and the groups table (each configuration
 pooled over its seeds: mean, spread and range).
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 
-from reskeras.analysis.cells import INTERVENTION_TWINS, VARIANTS, cell_of, group_cells
-from reskeras.analysis.report_format import figure_blocks, value_text
+from reskeras.study.cells import INTERVENTION_TWINS, VARIANTS, cell_of, group_cells
+from reskeras.study.report.text import figure_blocks, value_text
 
 # hypotheses whose "measured" numbers are fractions (errors, gap closed, lesion damage: shown
 # as %), except keys naming something else; elsewhere only "*error*" and "*damage*" keys are
@@ -69,7 +69,7 @@ def why_blocks(results: dict, figures: dict, used: set) -> list[tuple]:
                "learn than the plain one? And why can the plain net not close the gap, "
                "given the same data and steps? Each explanation below is tested by an "
                "intervention or a measurement with a prediction fixed before the runs "
-               "(`reskeras.analysis.hypotheses`); *inconclusive* means the seeds disagree or "
+               "(`reskeras.study.judgment.hypotheses`); *inconclusive* means the seeds disagree or "
                "no seed could decide (no gap to close, a premise not met, a measure "
                "skipped)."),
               ("p", f"What the budget allowed: {budget(results)}.")]
@@ -132,7 +132,7 @@ def group_blocks(results: dict) -> list[tuple]:
                      _spread(group["final_train_error"], group["seeds"], True),
                      _spread(group["final_test_error"], group["seeds"], False)])
     return [("h2", "Groups"), ("p", "Each configuration pooled over its seeds "
-             "(`reskeras.analysis.cells.group_cells`): mean ± standard deviation over the "
+             "(`reskeras.study.cells.group_cells`): mean ± standard deviation over the "
              "seeds that finished, and their range."),
             ("table", ["configuration", "seeds", "status", "train error: mean ± std (min–max)",
                        "test error: mean ± std"], rows)]

@@ -18,7 +18,7 @@ Example:
 
 >>> import numpy as np
 >>> from reskeras import build_resnet
->>> from reskeras.analysis.lesion import lesion_blocks, lesion_study, lesioned_model
+>>> from reskeras.study.measures.lesion import lesion_blocks, lesion_study, lesioned_model
 >>> model = build_resnet(8, input_shape=(8, 8, 1), classes=10)
 >>> [b["block"] for b in lesion_blocks(model)]
 ['stage1_block1', 'stage2_block1', 'stage3_block1']
@@ -31,69 +31,10 @@ Example:
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from reskeras._backend import keras
-
-_BLOCK_LAYER = re.compile(r"^(stage\d+_block\d+)_")
-
-
-class _Graph:
-    """One pass over the nodes of ``model``: its node per layer name, its nodes per block.
-
-    Only ``model``'s own nodes count: its layers may also be called by other
-    models (lesioned twins share them).
-    """
-
-    def __init__(self, model: keras.Model):
-        if not isinstance(model, keras.Model) or not hasattr(model, "_nodes_by_depth"):
-            raise ValueError(f"`model` must be a functional keras.Model. Received: model={model!r}")
-        self.model = model
-        self.node = {}
-        self.block_nodes = {}
-        for depth in sorted(model._nodes_by_depth, reverse=True):
-            for node in model._nodes_by_depth[depth]:
-                if node.operation is None or node.is_input:
-                    continue
-                name = node.operation.name
-                if name in self.node:
-                    raise ValueError(f"`model` must call each layer once to be lesioned. "
-                                     f"Received: layer {name!r} called more than once")
-                self.node[name] = node
-                match = _BLOCK_LAYER.match(name)
-                if match:
-                    self.block_nodes.setdefault(match.group(1), []).append(node)
-
-    def block_input(self, prefix: str):
-        """The one tensor that layers of ``prefix`` read but no layer of the block made."""
-        start = prefix + "_"
-        sources = {}
-        for node in self.block_nodes[prefix]:
-            for tensor in node.input_tensors:
-                if not tensor._keras_history.operation.name.startswith(start):
-                    sources[id(tensor)] = tensor
-        if len(sources) != 1:
-            raise ValueError(f"`block` must read exactly one tensor from outside the block. "
-                             f"Received: block={prefix!r} reads {len(sources)}")
-        return next(iter(sources.values()))
-
-    def blocks(self) -> list[dict]:
-        """Every block, input to output, with ``kind`` None where it cannot be deleted."""
-        found = []
-        for index, prefix in enumerate(p for p in self.block_nodes if f"{p}_out" in self.node):
-            if f"{prefix}_add" in self.node:
-                kind = "residual"
-            else:
-                same = (tuple(self.block_input(prefix).shape)
-                        == tuple(self.node[f"{prefix}_out"].outputs[0].shape))
-                kind = "plain" if same else None
-            found.append({"block": prefix, "kind": kind, "index": index})
-        if not found:
-            raise ValueError("`model` must have blocks named stage{s}_block{b}_out (build it "
-                             f"with reskeras). Received: model={self.model.name!r}")
-        return found
+from reskeras.study.measures.block_graph import BlockGraph
 
 
 def lesion_blocks(model: keras.Model) -> list[dict]:
@@ -118,10 +59,10 @@ def lesion_blocks(model: keras.Model) -> list[dict]:
     >>> [b["index"] for b in lesion_blocks(build_plain(14, input_shape=(8, 8, 1)))]
     [0, 1, 3, 5]
     """
-    return [entry for entry in _Graph(model).blocks() if entry["kind"] is not None]
+    return [entry for entry in BlockGraph(model).blocks() if entry["kind"] is not None]
 
 
-def _substitution(graph: _Graph, block: dict):
+def _substitution(graph: BlockGraph, block: dict):
     """(the ``_out`` node, the original tensor that replaces its input)."""
     prefix = block["block"]
     out_node = graph.node[f"{prefix}_out"]
@@ -163,7 +104,7 @@ def lesioned_model(model: keras.Model, block: str | dict) -> keras.Model:
     True
     """
     name = block.get("block") if isinstance(block, dict) else block
-    graph = _Graph(model)
+    graph = BlockGraph(model)
     candidates = {entry["block"]: entry for entry in graph.blocks() if entry["kind"]}
     if name not in candidates:
         raise ValueError(f"`block` must be one of the lesionable blocks of {model.name!r} "

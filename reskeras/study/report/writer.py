@@ -3,18 +3,18 @@
 Both reports render one list of blocks, so they say the same thing: the question
 and the answer (``verdict["answer"]``), the verdict and its criteria, the *why*
 (``verdict["hypotheses"]``: each explanation, its test and verdict, with the
-figures of :mod:`reskeras.analysis.why_plots`), degradation, gradient flow, layer
+figures of :mod:`reskeras.study.report.why_figures`), degradation, gradient flow, layer
 responses, lesions, shattering, the loss landscape, the groups (seeds pooled),
 the cells, the caveats and how to reproduce. ``report.md`` references the figures
 by relative path (``figures/*.png``); ``report.html`` embeds them as base64 data
 URIs with inline CSS, so it opens offline as one file. Files go through
-``tf.io.gfile`` (or ``gs://``). Results from before issue 18 (no ``variant``,
-seeds, measures or hypotheses) render too: every cell reads as ``"he"`` and the
-*why* says "Not measured".
+``tf.io.gfile`` (or ``gs://``). Results of studies that predate the interventions
+(no ``variant``, seeds, measures or hypotheses) render too: every cell reads as
+``"he"`` and the *why* says "Not measured".
 
 Example:
 
->>> from reskeras.analysis.study_plots import write_study_figures
+>>> from reskeras.study.report.figures import write_study_figures
 >>> figures = write_study_figures(results, "study/figures")   # doctest: +SKIP
 >>> write_report(results, "study", figures)["report_html"]    # doctest: +SKIP
 'study/report.html'
@@ -28,12 +28,13 @@ import shlex
 import tensorflow as tf
 
 from reskeras import rundir
-from reskeras.analysis.cells import cell_of, is_twin
-from reskeras.analysis.report_format import (
+from reskeras.study.cells import cell_of, is_twin
+from reskeras.study.report.text import (
     NOT_MEASURED, figure_blocks, finite, flag, mean, num, pct, section)
-from reskeras.analysis.report_render import render_html, render_markdown
-from reskeras.analysis.report_why import budget, group_blocks, why_blocks
-from reskeras.analysis.study_plots import FAMILIES, diverged_label
+from reskeras.study.report.render import render_html, render_markdown
+from reskeras.study.report.why import budget, group_blocks, why_blocks
+from reskeras.study.report.figure_style import diverged_label
+from reskeras.study.report.twin_figures import FAMILIES
 
 _GRADIENT_COLUMNS = ("first_last_ratio_init", "first_last_ratio_median", "log10_slope_init")
 SUMMARY_COLUMNS = ("name", "residual", "depth", "batch_norm", "seed", "variant", "status",
@@ -61,7 +62,7 @@ def _verdict_blocks(results: dict) -> list[tuple]:
                  "exploding_at_init"))]
     header = ["question"] + [title for *_, title in FAMILIES]
     blocks = [("h2", "Verdict"), ("table", header, rows), ("p", "The criteria, fixed before the "
-              "runs and applied by `reskeras.analysis.verdict`:"), ("list", [
+              "runs and applied by `reskeras.study.judgment.verdict`:"), ("list", [
         "Every flag is decided per seed and reads yes or no only when all seeds agree, "
         "else *inconclusive*; only the unmodified twins count (the interventions are "
         "judged under Why).",
@@ -268,7 +269,7 @@ def write_report(results: dict, study_dir: str, figures: dict) -> dict:
         results: the study results (with ``verdict``, ``criteria`` and ``notes``).
         study_dir: the study directory (local or ``gs://``).
         figures: ``{key: path relative to study_dir}``, e.g. from
-            :func:`reskeras.analysis.study_plots.write_study_figures` plus
+            :func:`reskeras.study.report.figures.write_study_figures` plus
             ``"grad_norm_heatmap"`` and ``"responses"``; each is shown in both reports.
 
     Returns:

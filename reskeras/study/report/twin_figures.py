@@ -1,18 +1,18 @@
-"""Figures of a study (``reskeras study``), drawn from its ``results`` dict.
+"""Figures of the study's He-initialized twins, drawn from the study's ``results`` dict.
 
 Each ``plot_*(results, path)`` takes the results (the JSON-ready dict of
-:func:`reskeras.analysis.study.run_study`), writes a PNG at ``path`` and returns
-``path``; it raises :class:`MissingData` (a ``ValueError``) when the results lack
-its data. As in :mod:`reskeras.analysis.plots`: a ``Figure`` on an Agg canvas of
-its own (no pyplot), fixed pixel sizes (``study_figure_size``), plain nets dashed
-and residual nets solid, one color per depth, BatchNorm and no-BatchNorm cells in
-separate panels. Diverged cells are drawn up to their last logged point and
+:func:`reskeras.study.run.run_study`), writes a PNG at ``path`` and returns
+``path``; it raises :class:`~reskeras.study.report.figure_style.MissingData` (a
+``ValueError``) when the results lack its data. As in :mod:`reskeras.analysis.plots`: a
+``Figure`` on an Agg canvas of its own (no pyplot), fixed pixel sizes
+(``study_figure_size``), plain nets dashed and residual nets solid, one color per depth,
+BatchNorm and no-BatchNorm cells in separate panels. Diverged cells are drawn up to their last logged point and
 labelled ``diverged at step N``; missing numbers (``None``) leave gaps.
 
 Example:
 
->>> from reskeras.analysis.study_plots import write_study_figures
->>> figures = write_study_figures(results, "study/figures")   # doctest: +SKIP
+>>> from reskeras.study.report.twin_figures import write_twin_figures
+>>> figures = write_twin_figures(results, "study/figures")    # doctest: +SKIP
 >>> figures["degradation"]                                    # doctest: +SKIP
 'figures/degradation.png'
 """
@@ -22,15 +22,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import tensorflow as tf
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from reskeras import rundir
-from reskeras.analysis.cells import is_twin
 from reskeras.analysis.plots import blank_figure, pixel_size, save_figure
 from reskeras.analysis.records import is_batch_norm
+from reskeras.study.cells import is_twin
+from reskeras.study.report.figure_style import (decorate, diverged_label, has_curve, line_style,
+                                                number, positive, require, write_each)
 
 # (width, height) in inches at DPI; panel figures are base + per_panel * panels wide
 STUDY_FIGURE_SIZES = {"degradation": {"base": 1.0, "per_panel": 3.5, "height": 7.0},
@@ -44,10 +44,6 @@ FAMILIES = (("plain", False, True, "plain, BatchNorm"),
             ("residual_no_bn", True, False, "residual, no BatchNorm"))
 _RATIO_KEYS = {"first_last_ratio_init": "at initialization (step 0)",
                "first_last_ratio_median": "median over the logged steps"}
-
-
-class MissingData(ValueError):
-    """The results lack what a figure draws (an analysis skipped, every cell diverged)."""
 
 
 def study_figure_size(name: str, panels: int = 1) -> tuple[int, int]:
@@ -67,38 +63,11 @@ def _new_figure(name: str, panels: int = 1) -> Figure:
     return blank_figure(*study_figure_size(name, panels))
 
 
-def _number(value) -> float:
-    """``float(value)``; NaN for ``None`` and non-numbers, so plots leave a gap."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _positive(values) -> np.ndarray:
-    """Values for a log axis: NaN where not finite or not above zero."""
-    array = np.array([_number(v) for v in values], dtype=float)
-    with np.errstate(invalid="ignore"):
-        return np.where(array > 0, array, np.nan)
-
-
-def _style(residual: bool) -> str:
-    return "-" if residual else "--"
-
-
 def depth_colors(results: dict) -> dict[int, tuple]:
     """One color per depth of the study, shallow (dark) to deep (light), shared by figures."""
     depths = sorted({cell["depth"] for cell in results["cells"]})
     colors = colormaps["plasma"](np.linspace(0.0, 0.8, max(2, len(depths))))
     return {depth: tuple(colors[i]) for i, depth in enumerate(depths)}
-
-
-def diverged_label(cell: dict) -> str:
-    """``"diverged at step N"`` (the cell's ``diverged_step``, else its last logged step)."""
-    step = cell.get("diverged_step")
-    if step is None and cell.get("curve"):
-        step = cell["curve"][-1]["step"]
-    return "diverged before the first logged step" if step is None else f"diverged at step {step}"
 
 
 def _family_cells(results: dict, residual: bool, batch_norm: bool) -> list[dict]:
@@ -126,29 +95,8 @@ def _panels(results: dict, has) -> list[tuple[str, list[dict]]]:
     return [(title, cells) for title, cells in panels if cells]
 
 
-def _has_curve(cell: dict) -> bool:
-    return any(math.isfinite(_number(p.get("train_error"))) for p in cell.get("curve") or [])
-
-
 def _has_profile(cell: dict) -> bool:
     return bool(_kernel_profile(cell)[1].size)
-
-
-def _decorate(ax, title: str, xlabel: str, ylabel: str | None = None, *,
-              legend: int | None = 8, size: int = 11) -> None:
-    ax.set_xlabel(xlabel)
-    if ylabel:
-        ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=size)
-    ax.grid(True, which="major", alpha=0.3)
-    if legend:
-        ax.legend(fontsize=legend)
-
-
-def _require(found, what: str):
-    if not found:
-        raise MissingData(f"`results` must hold {what} to draw this figure. Received: none")
-    return found
 
 
 def plot_degradation(results: dict, path: str) -> str:
@@ -159,7 +107,7 @@ def plot_degradation(results: dict, path: str) -> str:
     cell ends with an ``x`` at its last finite point.
     The PNG is ``study_figure_size("degradation", columns)`` pixels.
     """
-    panels = _require(_panels(results, _has_curve), "a cell with a training curve")
+    panels = require(_panels(results, has_curve), "a cell with a training curve")
     colors = depth_colors(results)
     figure = _new_figure("degradation", len(panels))
     axes = figure.subplots(2, len(panels), squeeze=False, sharex=True, sharey="row")
@@ -168,9 +116,9 @@ def plot_degradation(results: dict, path: str) -> str:
         labelled: set = set()
         for cell in cells:
             steps = [p["step"] for p in cell["curve"]]
-            error = np.array([_number(p.get("train_error")) for p in cell["curve"]]) * 100
-            loss = _positive(p.get("loss") for p in cell["curve"])
-            style = dict(color=colors[cell["depth"]], linestyle=_style(cell["residual"]),
+            error = np.array([number(p.get("train_error")) for p in cell["curve"]]) * 100
+            loss = positive(p.get("loss") for p in cell["curve"])
+            style = dict(color=colors[cell["depth"]], linestyle=line_style(cell["residual"]),
                          linewidth=1.4)
             top.plot(steps, error, label=_cell_label(cell, labelled), **style)
             bottom.plot(steps, loss, **style)
@@ -180,10 +128,10 @@ def plot_degradation(results: dict, path: str) -> str:
                     if finite.size:
                         ax.plot(steps[finite[-1]], values[finite[-1]], "x", markersize=8,
                                 markeredgewidth=2, color=colors[cell["depth"]])
-        _decorate(top, title, "", "training error (%)" if column == 0 else None, legend=7,
+        decorate(top, title, "", "training error (%)" if column == 0 else None, legend=7,
                   size=10)
         bottom.set_yscale("log")
-        _decorate(bottom, "", "training step", "training loss" if column == 0 else None,
+        decorate(bottom, "", "training step", "training loss" if column == 0 else None,
                   legend=None)
     axes[0, 0].set_ylim(bottom=0)
     figure.suptitle("Degradation: training error of plain (dashed) and residual (solid) nets "
@@ -195,7 +143,7 @@ def _by_depth(pairs, positive: bool = False) -> dict[int, list[float]]:
     """``{depth: [values]}`` of ``(depth, value)`` pairs, keeping finite (positive) values."""
     points: dict[int, list[float]] = {}
     for depth, value in pairs:
-        value = _number(value)
+        value = number(value)
         if math.isfinite(value) and (value > 0 or not positive):
             points.setdefault(depth, []).append(value)
     return points
@@ -226,7 +174,7 @@ def plot_gradient_ratio(results: dict, path: str) -> str:
                                       for c in _family_cells(results, residual, batch_norm)),
                                      positive=True)
                    for family, residual, batch_norm, _ in FAMILIES} for key in _RATIO_KEYS}
-    values = _require([v for per_family in found.values() for points in per_family.values()
+    values = require([v for per_family in found.values() for points in per_family.values()
                        for seeds in points.values() for v in seeds],
                       "a finite first/last gradient-norm ratio")
     low = min(values + [vanishing]) / 5
@@ -242,11 +190,11 @@ def plot_gradient_ratio(results: dict, path: str) -> str:
         ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
         for family, residual, batch_norm, label in FAMILIES:
             if found[key][family]:
-                _plot_by_depth(ax, found[key][family], _style(residual), linewidth=1.6,
+                _plot_by_depth(ax, found[key][family], line_style(residual), linewidth=1.6,
                                marker="o" if residual else "s", label=label,
                                color="tab:blue" if batch_norm else "tab:red")
         ax.set(yscale="log", ylim=(low, high), xticks=depths)
-        _decorate(ax, title, "depth (layers)", None if key != "first_last_ratio_init" else
+        decorate(ax, title, "depth (layers)", None if key != "first_last_ratio_init" else
                   "first / last conv gradient norm", legend=8 if ax is axes[1] else None, size=10)
     figure.suptitle("Gradient flow: input-side against output-side gradient norm", fontsize=11)
     return save_figure(figure, path)
@@ -257,7 +205,7 @@ def _kernel_profile(cell: dict) -> tuple[np.ndarray, np.ndarray]:
     profile = [p for p in (cell.get("gradient") or {}).get("profile_init") or []
                if not is_batch_norm(str(p["layer"]))]  # BN gradients sit on another scale
     profile.sort(key=lambda p: p["index"])
-    norms = _positive(p["grad_norm"] for p in profile)
+    norms = positive(p["grad_norm"] for p in profile)
     if not np.isfinite(norms).any():
         return np.zeros(0), np.zeros(0)
     return np.linspace(0.0, 1.0, len(norms)) if len(norms) > 1 else np.zeros(1), norms
@@ -271,7 +219,7 @@ def plot_gradient_profiles_init(results: dict, path: str) -> str:
     (left) is the vanishing pattern; rising, the exploding one.
     The PNG is ``study_figure_size("gradient_profiles_init", columns)`` pixels.
     """
-    panels = _require(_panels(results, _has_profile), "a gradient-norm profile at step 0")
+    panels = require(_panels(results, _has_profile), "a gradient-norm profile at step 0")
     colors = depth_colors(results)
     figure = _new_figure("gradient_profiles_init", len(panels))
     axes = figure.subplots(1, len(panels), squeeze=False, sharey=True)[0]
@@ -279,10 +227,10 @@ def plot_gradient_profiles_init(results: dict, path: str) -> str:
         labelled: set = set()
         for cell in cells:
             x, norms = _kernel_profile(cell)
-            ax.plot(x, norms, _style(cell["residual"]), color=colors[cell["depth"]],
+            ax.plot(x, norms, line_style(cell["residual"]), color=colors[cell["depth"]],
                     marker="o", markersize=2, linewidth=1.2, label=_cell_label(cell, labelled))
         ax.set_yscale("log")
-        _decorate(ax, title, "relative depth (0 = input, 1 = output)",
+        decorate(ax, title, "relative depth (0 = input, 1 = output)",
                   "gradient norm at initialization" if ax is axes[0] else None, legend=7,
                   size=10)
     return save_figure(figure, path)
@@ -296,7 +244,7 @@ def plot_lesion(results: dict, path: str) -> str:
     the shape of their input). Dotted lines: the intact nets' test error.
     The PNG is 800 x 450 pixels.
     """
-    lesion = _require(results.get("lesion"), "lesion results")
+    lesion = require(results.get("lesion"), "lesion results")
     figure = _new_figure("lesion")
     ax = figure.subplots()
     for kind, color in (("residual", "tab:blue"), ("plain", "tab:red")):
@@ -304,15 +252,15 @@ def plot_lesion(results: dict, path: str) -> str:
         if not entry:
             continue
         blocks = sorted(entry["blocks"], key=lambda b: b["index"])
-        ax.plot([b["index"] for b in blocks], [100 * _number(b["error"]) for b in blocks],
-                _style(kind == "residual"), marker="o" if kind == "residual" else "s",
+        ax.plot([b["index"] for b in blocks], [100 * number(b["error"]) for b in blocks],
+                line_style(kind == "residual"), marker="o" if kind == "residual" else "s",
                 color=color, markersize=4, label=f"{entry['cell']}, one block deleted")
-        baseline = 100 * _number(entry["baseline_error"])
+        baseline = 100 * number(entry["baseline_error"])
         ax.axhline(baseline, color=color, linestyle=":", linewidth=1.2,
                    label=f"{entry['cell']} intact: {baseline:.1f}%")
     ax.set_ylim(bottom=0)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    _decorate(ax, "Lesions: test error after deleting one block (Veit et al. 2016)",
+    decorate(ax, "Lesions: test error after deleting one block (Veit et al. 2016)",
               "deleted block (index among all blocks, input side first)", "test error (%)")
     return save_figure(figure, path)
 
@@ -324,7 +272,7 @@ def plot_shattering(results: dict, path: str) -> str:
     colors; the median over seeds. Shattered gradients have correlations near zero.
     The PNG is 700 x 450 pixels.
     """
-    rows = _require(results.get("shattering"), "shattering results")
+    rows = require(results.get("shattering"), "shattering results")
     figure = _new_figure("shattering")
     ax = figure.subplots()
     for residual in (False, True):
@@ -332,13 +280,13 @@ def plot_shattering(results: dict, path: str) -> str:
             points = _by_depth((row["depth"], row.get("neighbour_correlation")) for row in rows
                                if bool(row["residual"]) == residual and row["when"] == when)
             if points:
-                _plot_by_depth(ax, points, _style(residual), marker="o" if residual else "s",
+                _plot_by_depth(ax, points, line_style(residual), marker="o" if residual else "s",
                                color=color, label=f"{'residual' if residual else 'plain'}, "
                                f"{'at initialization' if when == 'init' else 'trained'}")
     ax.set_xticks(sorted({row["depth"] for row in rows}))
     ax.axhline(0.0, color="0.5", linewidth=0.8)
     ax.set_ylim(min(-0.05, ax.get_ylim()[0]), 1.05)
-    _decorate(ax, "Shattering: correlation of input gradients at neighbouring inputs",
+    decorate(ax, "Shattering: correlation of input gradients at neighbouring inputs",
               "depth (layers)", "neighbour gradient correlation")
     return save_figure(figure, path)
 
@@ -348,53 +296,36 @@ def plot_landscape(results: dict, path: str) -> str:
 
     One curve per entry of ``results["landscape"]``; the PNG is 700 x 450 pixels.
     """
-    landscape = _require(results.get("landscape"), "loss-landscape results")
+    landscape = require(results.get("landscape"), "loss-landscape results")
     figure = _new_figure("landscape")
     ax = figure.subplots()
     colors = {False: "tab:red", True: "tab:blue"}
     for name, entry in landscape.items():
         residual = bool(entry.get("residual", not name.startswith("plain")))
-        curvature = _number(entry.get("curvature"))
+        curvature = number(entry.get("curvature"))
         label = name + (f" (curvature {curvature:.3g})" if math.isfinite(curvature) else "")
-        ax.plot(entry["alphas"], _positive(entry["loss"]), _style(residual), marker="o",
+        ax.plot(entry["alphas"], positive(entry["loss"]), line_style(residual), marker="o",
                 markersize=3, color=colors[residual], label=label)
     ax.set_yscale("log")
-    _decorate(ax, "Loss landscape: a 1D slice around the trained weights",
+    decorate(ax, "Loss landscape: a 1D slice around the trained weights",
               "alpha (step along the direction, 0 = trained weights)", "training loss")
     return save_figure(figure, path)
 
 
-def write_study_figures(results: dict, figures_dir: str) -> dict[str, str]:
-    """Writes every study figure the results allow into ``figures_dir``.
+TWIN_FIGURES = {"degradation": plot_degradation, "gradient_ratio": plot_gradient_ratio,
+                "gradient_profiles_init": plot_gradient_profiles_init, "lesion": plot_lesion,
+                "shattering": plot_shattering, "landscape": plot_landscape}
 
-    A figure whose data is missing (:class:`MissingData`: an analysis skipped,
-    every cell diverged before logging) is not written and has no key.
 
-    The figures above draw the He-initialized twins only (a cell's ``variant``
-    ``"he"``, or none); the interventions and the per-cell measures are drawn by
-    :func:`reskeras.analysis.why_plots.write_why_figures`, whose figures follow.
+def write_twin_figures(results: dict, figures_dir: str) -> dict[str, str]:
+    """Writes every figure of the He-initialized twins that the results allow.
 
-    Args:
-        results: the study results.
-        figures_dir: directory for the PNGs (local or ``gs://``), created if absent.
+    Only the twins are drawn (a cell's ``variant`` ``"he"``, or none); the
+    interventions are :mod:`reskeras.study.report.why_figures`'.
 
     Returns:
-        ``{key: "figures/KEY.png"}`` for the figures written, paths relative to
-        the study directory, in the order the report shows them.
+        ``{key: "figures/KEY.png"}`` for the figures written (keys of
+        ``TWIN_FIGURES``, in that order); a figure without data is left out.
     """
-    from reskeras.analysis.why_plots import write_why_figures  # it imports this module
-
     twins = {**results, "cells": [c for c in results["cells"] if is_twin(c)]}
-    written = {}
-    for key, plot in (("degradation", plot_degradation),
-                      ("gradient_ratio", plot_gradient_ratio),
-                      ("gradient_profiles_init", plot_gradient_profiles_init),
-                      ("lesion", plot_lesion), ("shattering", plot_shattering),
-                      ("landscape", plot_landscape)):
-        tf.io.gfile.makedirs(figures_dir)
-        try:
-            plot(twins, rundir.path(figures_dir, f"{key}.png"))
-        except MissingData:
-            continue
-        written[key] = f"figures/{key}.png"
-    return {**written, **write_why_figures(results, figures_dir)}
+    return write_each(TWIN_FIGURES.items(), twins, figures_dir)

@@ -13,7 +13,7 @@ Example:
 
 >>> import numpy as np
 >>> from reskeras import build_resnet
->>> from reskeras.analysis.sharpness import top_hessian_eigenvalue
+>>> from reskeras.study.measures.sharpness import top_hessian_eigenvalue
 >>> model = build_resnet(8, width=2, input_shape=(8, 8, 1), classes=3)
 >>> images = np.random.default_rng(0).normal(size=(16, 8, 8, 1)).astype("float32")
 >>> labels = np.arange(16) % 3
@@ -28,13 +28,13 @@ import numpy as np
 import tensorflow as tf
 
 from reskeras._backend import keras
-from reskeras.analysis.landscape import _check_data
+from reskeras.study.measures.landscape import check_examples
 from reskeras.preprocessing import check_int
 
 
 def hessian_vector_product(model, images, labels, from_logits: bool | None = None):
     """A function ``vectors -> H @ vectors`` (lists shaped like the trainable weights)."""
-    images, labels = _check_data(images, labels)
+    images, labels = check_examples(images, labels)
     if from_logits is None:
         activation = getattr(model.layers[-1], "activation", None)
         from_logits = getattr(activation, "__name__", None) != "softmax"

@@ -1,7 +1,7 @@
 """Text of the study report: number formats, verdict flags, captions and figure blocks.
 
-Shared by :mod:`reskeras.analysis.report` and :mod:`reskeras.analysis.report_why`;
-a block is a tuple that :mod:`reskeras.analysis.report_render` turns into Markdown
+Shared by :mod:`reskeras.study.report.writer` and :mod:`reskeras.study.report.why`;
+a block is a tuple that :mod:`reskeras.study.report.render` turns into Markdown
 or HTML.
 
 >>> pct(0.1234), num(1234.5), flag({"plain": "inconclusive"}, "plain")

@@ -25,7 +25,7 @@ no variable is created. Summary numbers of a 1D slice (see :func:`summarize`):
 Example:
 
 >>> import numpy as np
->>> from reskeras.analysis.landscape import loss_slice_1d
+>>> from reskeras.study.measures.landscape import loss_slice_1d
 >>> from reskeras import build_resnet
 >>> model = build_resnet(8, width=4, input_shape=(8, 8, 1), classes=3)
 >>> x = np.random.default_rng(0).normal(size=(16, 8, 8, 1)).astype("float32")
@@ -135,7 +135,8 @@ def _check_direction(arg: str, direction, model: keras.Model) -> list[np.ndarray
     return arrays
 
 
-def _check_data(images, labels) -> tuple[np.ndarray, np.ndarray]:
+def check_examples(images, labels) -> tuple[np.ndarray, np.ndarray]:
+    """float32 ``images`` and int32 ``labels`` ``[N]``, or a ValueError naming the bad one."""
     images = np.asarray(images, np.float32)
     labels = np.asarray(labels)
     if labels.ndim == 2 and labels.shape[1] == 1:
@@ -153,7 +154,7 @@ class _Evaluator:
     """Mean cross-entropy and accuracy of a model over fixed data, for any weights."""
 
     def __init__(self, model: keras.Model, images, labels, batch_size: int, from_logits: bool):
-        images, labels = _check_data(images, labels)
+        images, labels = check_examples(images, labels)
         check_int("batch_size", batch_size, 1)
         self.model, self.count = model, len(labels)
         self.variables = list(model.trainable_weights)

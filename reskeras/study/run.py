@@ -8,7 +8,7 @@ killed one from its last checkpoint.
 
 Presets (every preset runs the same interventions at its deepest depth:
 identity init for the plain twins, SkipInit for the no-BN residual twin, a 10x
-smaller learning rate for the plain BN twin; see ``reskeras.analysis.cells``):
+smaller learning rate for the plain BN twin; see ``reskeras.study.cells``):
 
 - ``quick`` (default): the embedded digits data, depths 8/20/56, BN and no BN,
   8 epochs with Adam; 3 seeds of the depth-56 BatchNorm twins (the cells the
@@ -32,11 +32,12 @@ import time
 import numpy as np
 
 from reskeras import rundir
-from reskeras.analysis.cells import INTERVENTION_TWINS, INTERVENTIONS, Cell
-from reskeras.analysis.gradient_flow import gradient_summary
 from reskeras.analysis.records import read_jsonl
 from reskeras.preprocessing import check_int
 from reskeras.recipes import scaled_lr
+from reskeras.study.analyses import analyse, trained_model
+from reskeras.study.cells import INTERVENTION_TWINS, INTERVENTIONS, Cell
+from reskeras.study.measures.gradient_flow import gradient_summary
 
 ANALYSES = ("lesion", "shattering", "landscape", "distances", "sharpness", "identity_task")
 _QUICK = {"dataset": "digits", "depths": (8, 20, 56), "batch_norm": (True, False),
@@ -230,19 +231,12 @@ def cell_results(config: StudyConfig, cell: Cell, status: str, data) -> dict:
                         "test_error": 1.0 - r["val_accuracy"]} for r in metrics],
              "gradient": gradient_summary(records), "measures": None}
     if status == "finished":
-        model = load_cell_model(config, cell)
+        model = trained_model(config, entry)
         entry["params"] = int(sum(np.prod(v.shape) for v in model.trainable_weights))
         entry["final_train_error"] = evaluate_error(model, data, "train")
         entry["final_test_error"] = evaluate_error(model, data, "test")
         entry["final_loss"] = metrics[-1]["loss"] if metrics else None
     return entry
-
-
-def load_cell_model(config: StudyConfig, cell: Cell):
-    import reskeras  # noqa: F401  (registers the custom layers)
-    from reskeras._backend import keras
-    return keras.models.load_model(rundir.path(cell_dir(config, cell), rundir.MODEL),
-                                   compile=False)
 
 
 STUDY_FILE = "study.json"
@@ -277,7 +271,6 @@ def run_study(config: StudyConfig, *, log=print, verbose: int = 0) -> dict:
     Returns:
         The results dict (also written as ``STUDY_DIR/results.json``).
     """
-    from reskeras.analysis.study_analyses import analyse
     from reskeras.data import load_dataset
 
     config.validate()

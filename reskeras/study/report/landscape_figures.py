@@ -1,4 +1,4 @@
-"""Figures of loss-landscape slices (:mod:`reskeras.analysis.landscape`).
+"""Figures of loss-landscape slices (:mod:`reskeras.study.measures.landscape`).
 
 Like :mod:`reskeras.analysis.plots`: ``matplotlib.figure.Figure`` on an Agg
 canvas of its own (no pyplot, no global state), fixed pixel sizes, PNGs
@@ -7,8 +7,8 @@ As in Li et al. (2018), plain nets are drawn dashed and residual nets solid.
 
 Example:
 
->>> from reskeras.analysis.landscape import landscape_study
->>> from reskeras.analysis.landscape_plots import plot_loss_slices
+>>> from reskeras.study.measures.landscape import landscape_study
+>>> from reskeras.study.report.landscape_figures import plot_loss_slices
 >>> results = landscape_study({"plain20": plain, "resnet20": resnet}, x, y)  # doctest: +SKIP
 >>> plot_loss_slices(results, "figures/loss_slices.png")                     # doctest: +SKIP
 'figures/loss_slices.png'
@@ -48,7 +48,7 @@ def plot_loss_slices(results: dict[str, dict], path: str, *,
 
     Args:
         results: ``{name: loss_slice_1d result}``, e.g. from
-            :func:`reskeras.analysis.landscape.landscape_study`.
+            :func:`reskeras.study.measures.landscape.landscape_study`.
         path: where to write the PNG (700 x 450 pixels).
         residual: ``{name: bool}`` overriding the ``"residual"`` entry of a
             result (itself read from the model); a result without either is

@@ -1,0 +1,21 @@
+"""Measurements of one trained or initial net, one module each.
+
+- :mod:`~reskeras.study.measures.gradient_flow`: first/last conv gradient-norm
+  ratio of a run's ``grad_norms.jsonl`` (vanishing, healthy, exploding);
+- :mod:`~reskeras.study.measures.lesion`: test error with one block deleted
+  (Veit et al. 2016);
+- :mod:`~reskeras.study.measures.landscape`: loss along filter-normalized random
+  directions (Li et al. 2018);
+- :mod:`~reskeras.study.measures.sharpness`: the top Hessian eigenvalue;
+- :mod:`~reskeras.study.measures.shattering`: correlation of input gradients at
+  neighbouring inputs (Balduzzi et al. 2017);
+- :mod:`~reskeras.study.measures.distances`: how far training moves each layer,
+  how far each block is from the identity;
+- :mod:`~reskeras.study.measures.identity_task`: how deep a plain or residual
+  conv-BN-ReLU stack can learn ``f(x) = x``.
+
+A measure takes nets and arrays and returns numbers. It never imports the
+study's runner, its judgment or its report (an import-linter contract in
+pyproject.toml); the thresholds that label its numbers come from
+:mod:`reskeras.study.criteria`.
+"""

@@ -1,0 +1,21 @@
+"""The examples in the docstrings of the study's light modules run and print what they show."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ("reskeras.study.criteria", "reskeras.study.cells",
+           "reskeras.study.measures.gradient_flow", "reskeras.study.measures.block_graph",
+           "reskeras.study.judgment.hypotheses", "reskeras.study.report.figure_style",
+           "reskeras.study.report.text", "reskeras.study.report.render", "export.serving",
+           "reskeras.analysis.records")
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    found = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert found.attempted > 0
+    assert found.failed == 0
