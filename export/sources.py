@@ -173,7 +173,8 @@ def from_run_dir(run_dir: str, *, class_names=None) -> ExportSource:
     model = keras.saving.load_model(rundir.path(run_dir, rundir.MODEL), safe_mode=True)
     source = {"kind": "run_dir", "run_dir": os.path.abspath(run_dir)
               if "://" not in run_dir else run_dir, "step": summary.get("step")}
-    return _run_facts(run_dir, config, model, class_names, source, summary.get("final") or {})
+    return _run_facts(run_dir, config, model, class_names, source,
+                      rundir.served_metrics(summary))
 
 
 def read_leaderboard(tuner_dir: str) -> dict:

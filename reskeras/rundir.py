@@ -6,8 +6,11 @@ Layout (DESIGN.md)::
     RUN_DIR/checkpoints/      tf.train.CheckpointManager files (model, optimizer, progress)
     RUN_DIR/tensorboard/      train/ and validation/ scalars: loss, accuracy, learning_rate
     RUN_DIR/metrics.jsonl     one record per epoch
-    RUN_DIR/summary.json      status ("finished" or "diverged"), last step and metrics
-    RUN_DIR/model.keras       the trained model, written when the run finishes
+    RUN_DIR/summary.json      status ("finished" or "diverged"), last step and metrics, and
+                              with precise BN the test metrics of its statistics
+    RUN_DIR/model.keras       the trained model, written when the run finishes (with precise
+                              BN statistics when the run asked for them; the checkpoints
+                              keep the moving averages)
 
 Paths go through ``tf.io.gfile`` so a run directory can live on ``gs://``. Only
 the chief writes; JSON files are written to a temporary name and renamed, so a
@@ -32,7 +35,7 @@ TENSORBOARD = "tensorboard"
 IDENTITY_KEYS = ("arch", "input_shape", "classes", "dataset", "training")
 # training entries that may change between a run and its resume
 RESUMABLE_CHANGES = ("strategy", "cpu_replicas", "steps_per_execution", "jit_compile",
-                     "grad_norms_every", "activations_every", "verbose")
+                     "grad_norms_every", "activations_every", "verbose", "precise_bn")
 
 
 def path(run_dir: str, name: str) -> str:
@@ -95,6 +98,27 @@ def _write_records(run_dir: str, records: list[dict]) -> None:
 def read_summary(run_dir: str) -> dict | None:
     file = path(run_dir, SUMMARY)
     return read_json(file) if tf.io.gfile.exists(file) else None
+
+
+def served_metrics(summary: dict | None) -> dict:
+    """The final metrics of the model that ``model.keras`` holds (what an export serves).
+
+    A run trained with precise BatchNorm statistics saved its model with them, so its
+    test loss and accuracy are those of ``summary["precise_bn"]``; the moving averages'
+    numbers stay beside them as ``moving_average_val_loss`` / ``_val_accuracy``.
+
+    >>> served_metrics({"final": {"val_accuracy": 0.8, "val_loss": 0.5},
+    ...                 "precise_bn": {"val_accuracy": 0.9, "val_loss": 0.3}})["val_accuracy"]
+    0.9
+    """
+    final = dict((summary or {}).get("final") or {})
+    precise = (summary or {}).get("precise_bn")
+    if precise:
+        final.update(moving_average_val_loss=final.get("val_loss"),
+                     moving_average_val_accuracy=final.get("val_accuracy"),
+                     val_loss=precise["val_loss"], val_accuracy=precise["val_accuracy"],
+                     bn_statistics="precise")
+    return final
 
 
 def is_finished(run_dir: str) -> bool:

@@ -39,7 +39,8 @@ from reskeras.recipes import RECIPES, learning_rate_at, make_optimizer, make_pla
 from reskeras.steps import StepFunctions
 from reskeras.train_config import TrainConfig
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "build_run_model"]
+__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "build_run_model",
+           "checkpoint_model", "train"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -66,6 +67,31 @@ def build_run_model(config: dict) -> keras.Model:
     from reskeras.specs import ArchSpec
     return build(ArchSpec.from_config(config["arch"]), input_shape=tuple(config["input_shape"]),
                  classes=config["classes"])
+
+
+def checkpoint_model(run_dir: str) -> keras.Model:
+    """The run's model as its last checkpoint holds it: weights and BN moving averages.
+
+    ``model.keras`` holds the same weights; with ``precise_bn`` its BatchNorm
+    statistics are the precise ones, while the checkpoint keeps the moving averages
+    that training maintained (the training state a resumed run continues from).
+
+    Raises:
+        ValueError: ``run_dir`` holds no checkpoint.
+    """
+    config = rundir.read_config(run_dir)
+    latest = tf.train.latest_checkpoint(rundir.path(run_dir, rundir.CHECKPOINTS))
+    if latest is None:
+        raise ValueError(f"`run_dir` must hold a checkpoint in {rundir.CHECKPOINTS}/. "
+                         f"Received: run_dir={run_dir!r}")
+    holder = build_run_model(config)
+    restored = tf.train.Checkpoint(model=holder).restore(latest).expect_partial()
+    restored.assert_existing_objects_matched()
+    # a fresh model: ``holder`` keeps deferred restorations (the checkpoint's optimizer)
+    # that would land in any optimizer a later compile() attaches
+    model = build_run_model(config)
+    model.set_weights(holder.get_weights())
+    return model
 
 
 def _dataset_config(config: TrainConfig) -> dict:
@@ -163,11 +189,24 @@ class _Run:
                 "activations_every": config.activations_every,
                 "strategy": config.strategy, "cpu_replicas": config.cpu_replicas,
                 "steps_per_execution": config.steps_per_execution,
+                "precise_bn": self._precise_bn_record(),
             },
             "environment": {"tensorflow": tf.__version__, "keras": keras.__version__,
                             "replicas": self.replicas,
                             "strategy": distribute.describe_strategy(self.strategy)},
         }
+
+    def _precise_bn_record(self) -> dict | None:
+        """How precise BN statistics are drawn (``None`` when off): batches and their size."""
+        if not self.config.precise_bn:
+            return None
+        from reskeras import precise_bn
+
+        # the batch each BatchNorm layer normalized in training: one replica's share
+        size = self.batch if self.config.sync_bn else self.batch // self.replicas
+        batches = self.config.precise_bn_batches or precise_bn.default_batches(
+            self.data.steps_per_epoch(size))
+        return {"batches": batches, "batch_size": size}
 
     def _checkpoint_every(self) -> int:
         return self.config.checkpoint_every or self.steps_per_epoch
@@ -318,8 +357,9 @@ class _Run:
         while step < self.total_steps and not self.model.stop_training:
             step = self._epoch(step, callbacks, eval_data)
         status = "finished" if step >= self.total_steps else "stopped"
+        precise = self._apply_precise_bn(eval_data, step) if self.config.precise_bn else None
         if self.chief:
-            self._finish(status, step)
+            self._finish(status, step, precise)
         callbacks.on_train_end()
         return TrainResult(self.run_dir, status, step, rundir.read_metrics(self.run_dir)
                            if self.chief else [], self.model)
@@ -383,7 +423,10 @@ class _Run:
                                        "learning_rate": record["lr"]})
         return step
 
-    def _summaries(self, record: dict) -> None:
+    _TRAIN_TAGS = (("loss", "loss"), ("accuracy", "accuracy"), ("learning_rate", "lr"))
+    _VALIDATION_TAGS = (("loss", "val_loss"), ("accuracy", "val_accuracy"))
+
+    def _summaries(self, record: dict, *, train=_TRAIN_TAGS, validation=_VALIDATION_TAGS) -> None:
         if not hasattr(self, "_writers"):
             board = rundir.path(self.run_dir, rundir.TENSORBOARD)
             self._writers = {part: tf.summary.create_file_writer(rundir.path(board, part))
@@ -391,25 +434,52 @@ class _Run:
         # arrays, not Python numbers: TF's scalar cache keeps every Python number it
         # converts for the rest of the process (see callbacks._logging.summary_scalar)
         step = np.int64(record["step"])
-        with self._writers["train"].as_default():
-            for tag, key in (("loss", "loss"), ("accuracy", "accuracy"), ("learning_rate", "lr")):
-                tf.summary.scalar(tag, summary_scalar(record[key]), step=step)
-        with self._writers["validation"].as_default():
-            for tag, key in (("loss", "val_loss"), ("accuracy", "val_accuracy")):
-                tf.summary.scalar(tag, summary_scalar(record[key]), step=step)
+        for part, tags in (("train", train), ("validation", validation)):
+            with self._writers[part].as_default():
+                for tag, key in tags:
+                    tf.summary.scalar(tag, summary_scalar(record[key]), step=step)
         for writer in self._writers.values():
             writer.flush()
 
-    def _finish(self, status: str, step: int) -> None:
+    def _apply_precise_bn(self, eval_data, step: int) -> dict:
+        """Recomputes the BN statistics with the final weights, then evaluates with them.
+
+        Runs after the last checkpoint, which keeps the moving averages: the
+        training state (weights, optimizer, moving averages) is untouched, and a
+        resumed or extended run continues from it as if precise BN had not run.
+        """
+        from reskeras import precise_bn
+
+        started = time.perf_counter()
+        drawn = self.record["training"]["precise_bn"]
+        statistics = precise_bn.population_statistics(self.model, precise_bn.training_batches(
+            self.data, drawn["batch_size"], seed=self.config.seed, epoch=self.epochs,
+            count=drawn["batches"], augment=self.config.augment))
+        precise_bn.assign_statistics(self.model, statistics)
+        val_loss, val_hits, val_count = (float(t) for t in self.steps.evaluate(iter(eval_data)))
+        entry = {**drawn, "layers": len(statistics), "val_loss": val_loss / val_count,
+                 "val_accuracy": val_hits / val_count,
+                 "seconds": time.perf_counter() - started}
+        if self.chief:
+            self._summaries({"step": step, "precise_bn_loss": entry["val_loss"],
+                             "precise_bn_accuracy": entry["val_accuracy"]},
+                            validation=(("precise_bn_loss", "precise_bn_loss"),
+                                        ("precise_bn_accuracy", "precise_bn_accuracy")),
+                            train=())
+        return entry
+
+    def _finish(self, status: str, step: int, precise: dict | None = None) -> None:
         # Keras insists on the .keras suffix; write beside, then rename into place
         final = rundir.path(self.run_dir, rundir.MODEL)
         partial = rundir.path(self.run_dir, "model.partial.keras")
         self.model.save(partial)
         tf.io.gfile.rename(partial, final, overwrite=True)
         metrics = rundir.read_metrics(self.run_dir)
-        rundir.write_json(rundir.path(self.run_dir, rundir.SUMMARY), {
-            "status": status, "step": step, "final": metrics[-1] if metrics else None,
-            "seconds": sum(r["seconds"] for r in metrics), "model": rundir.MODEL})
+        summary = {"status": status, "step": step, "final": metrics[-1] if metrics else None,
+                   "seconds": sum(r["seconds"] for r in metrics), "model": rundir.MODEL}
+        if precise is not None:
+            summary["precise_bn"] = precise
+        rundir.write_json(rundir.path(self.run_dir, rundir.SUMMARY), summary)
 
     def release(self) -> None:
         """Drops everything the run built for itself; the run object is spent afterwards.

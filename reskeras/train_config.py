@@ -56,6 +56,13 @@ class TrainConfig:
             Recorded with its sha256 in config.json. Needs a v1 net with the default
             ``padding``, e.g. ``model="resnet50"``.
         weights_source: ``"torchvision"`` or ``"timm"`` (default torchvision's names).
+        precise_bn: after the last step, recompute every BatchNorm layer's statistics
+            with the final weights (:mod:`reskeras.precise_bn`) and save ``model.keras``
+            with them; ``summary.json["precise_bn"]`` holds the test loss and accuracy
+            they give. The checkpoints keep the moving averages (the training state).
+            Off by default, as in Keras; the study turns it on.
+        precise_bn_batches: training batches the statistics average over (default one
+            epoch, at most 200), drawn as the next epochs would draw them.
         resume: require an existing run to resume (a run dir holding a checkpoint
             of the same run resumes anyway).
         verbose: 0 silent, 1 progress bar, 2 one line per epoch, ``None`` picks 1 on a
@@ -102,6 +109,8 @@ class TrainConfig:
     activations_every: int | None = None
     weights: str | None = None
     weights_source: str | None = None
+    precise_bn: bool = False
+    precise_bn_batches: int | None = None
     resume: bool = False
     verbose: int | None = None
 
@@ -125,7 +134,7 @@ class TrainConfig:
         for name in ("epochs", "steps", "batch_size", "cpu_replicas", "checkpoint_every",
                      "grad_norms_every", "activations_every",
                      "image_size", "steps_per_execution", "synthetic_classes",
-                     "synthetic_examples"):
+                     "synthetic_examples", "precise_bn_batches"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 1):
@@ -143,6 +152,10 @@ class TrainConfig:
             raise ValueError(f"`seed` must be a non-negative integer. Received: seed={self.seed!r}")
         if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"`lr` must be a positive number. Received: lr={self.lr!r}")
+        if self.precise_bn_batches is not None and not self.precise_bn:
+            raise ValueError("`precise_bn_batches` needs `precise_bn=True`. "
+                             f"Received: precise_bn_batches={self.precise_bn_batches!r}, "
+                             f"precise_bn={self.precise_bn!r}")
         if not self.out:
             raise ValueError(f"`out` must name a run directory. Received: out={self.out!r}")
         if self.weights is not None:

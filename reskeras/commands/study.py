@@ -42,6 +42,9 @@ def add_parser(subparsers, name: str) -> None:
                         help="CIFAR depths 6n+2 (override the preset's)")
     parser.add_argument("--seeds", type=int, metavar="N",
                         help="number of seeds (0..N-1) of every cell, interventions included")
+    parser.add_argument("--first-seed", type=int, default=0, metavar="K",
+                        help="add K to every seed, the identity task's included: held-out "
+                             "seeds, e.g. --seeds 3 --first-seed 100 runs seeds 100-102")
     parser.add_argument("--interventions", nargs="*", choices=INTERVENTIONS, metavar="NAME",
                         help="interventions at the deepest depth: dirac, skipinit, lr0.1 "
                              "(default: all; give none for the twins only)")
@@ -68,6 +71,9 @@ def run_study(args: argparse.Namespace) -> int:
 
     if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds must be a positive integer. Received: seeds={args.seeds}")
+    if args.first_seed < 0:
+        raise UsageError(f"--first-seed must be a non-negative integer. "
+                         f"Received: first_seed={args.first_seed}")
     if args.epochs is not None and args.steps is not None:
         raise UsageError("--epochs and --steps exclude each other. "
                          f"Received: epochs={args.epochs}, steps={args.steps}")
@@ -80,6 +86,8 @@ def run_study(args: argparse.Namespace) -> int:
                  "interventions": None if args.interventions is None
                  else tuple(dict.fromkeys(args.interventions)),
                  "analyses": tuple(a for a in ANALYSES if a not in args.skip)}
+    if args.first_seed:
+        overrides.update(_shifted_seeds(PRESETS[args.preset], args.seeds, args.first_seed))
     config = StudyConfig.from_preset(args.preset, args.out or f"study-{args.preset}",
                                      **overrides)
     export_name = _check_export(args, config)
@@ -92,6 +100,15 @@ def run_study(args: argparse.Namespace) -> int:
         _export_best(results, config, args.export_base, export_name)
     sys.stdout.flush()
     return 0
+
+
+def _shifted_seeds(preset: dict, count: int | None, first: int) -> dict:
+    """The preset's seed sets (or ``count`` seeds of everything) shifted by ``first``."""
+    shifted = {key: tuple(seed + first for seed in (range(count) if count else preset[key]))
+               for key in ("seeds", "deep_seeds", "intervention_seeds")}
+    task = dict(preset["identity_task"])
+    task["seeds"] = tuple(seed + first for seed in task["seeds"])
+    return {**shifted, "identity_task": task}
 
 
 def _check_export(args: argparse.Namespace, config) -> str | None:

@@ -85,6 +85,12 @@ def add_parser(subparsers, name: str) -> None:
                      help="log per-layer gradient norms every N steps (grad_norms.jsonl)")
     run.add_argument("--activations-every", type=int, metavar="N",
                      help="log layer responses every N steps (activations.jsonl)")
+    run.add_argument("--precise-bn", action="store_true",
+                     help="after the last step, recompute BatchNorm statistics with the final "
+                          "weights and save model.keras with them (docs/training.md)")
+    run.add_argument("--precise-bn-batches", type=int, metavar="N",
+                     help="training batches precise BN averages over (default one epoch, at "
+                          "most 200)")
     run.add_argument("--seed", type=int, help="seed of weights, data order, augmentation (0)")
     run.add_argument("--deterministic", action="store_true",
                      help="TensorFlow op determinism: a resumed run ends bitwise equal")
@@ -120,6 +126,7 @@ def _config_from_args(args: argparse.Namespace):
         "checkpoint_every": args.checkpoint_every,
         "grad_norms_every": args.grad_norms_every, "activations_every": args.activations_every,
         "weights": args.weights, "weights_source": args.weights_from,
+        "precise_bn_batches": args.precise_bn_batches,
     }
     values.update({k: v for k, v in given.items() if v is not None})
     if args.xla is not None:
@@ -127,7 +134,8 @@ def _config_from_args(args: argparse.Namespace):
     for flag, key, value in (("plain", "plain", True), ("no_bn", "batch_norm", False),
                              ("no_augment", "augment", False), ("sync_bn", "sync_bn", True),
                              ("no_xla", "jit_compile", False),
-                             ("deterministic", "deterministic", True)):
+                             ("deterministic", "deterministic", True),
+                             ("precise_bn", "precise_bn", True)):
         if getattr(args, flag):
             values[key] = value
     if values.get("epochs") is not None and args.steps is None and "steps" in values and saved:
@@ -152,6 +160,8 @@ def _saved_values(saved: dict) -> dict:
               "activations_every": training.get("activations_every"),
               "strategy": training["strategy"], "cpu_replicas": training["cpu_replicas"],
               "steps_per_execution": training["steps_per_execution"]}
+    if training.get("precise_bn"):  # the resumed run ends as the first one was asked to
+        values.update(precise_bn=True, precise_bn_batches=training["precise_bn"]["batches"])
     if saved.get("weights"):  # the same normalization as the run's first steps
         values.update(weights=saved["weights"]["file"], weights_source=saved["weights"]["source"])
     if dataset["name"] == "synthetic":
@@ -164,6 +174,7 @@ def _saved_values(saved: dict) -> dict:
 def run_train(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     config.validate()
+    from reskeras import rundir
     from reskeras.train import TrainingDiverged, train
 
     try:
@@ -179,5 +190,10 @@ def run_train(args: argparse.Namespace) -> int:
             print(f"{result.status} at step {result.step}: loss {last['loss']:.4f}, "
                   f"accuracy {last['accuracy']:.4f}, val_accuracy {last['val_accuracy']:.4f} "
                   f"-> {config.out}")
+        precise = (rundir.read_summary(config.out) or {}).get("precise_bn")
+        if precise:
+            print(f"precise BN statistics ({precise['batches']} batches of "
+                  f"{precise['batch_size']}): val_accuracy {precise['val_accuracy']:.4f}, "
+                  f"saved in {rundir.MODEL}")
     return 0
 

@@ -50,7 +50,10 @@ SHARPNESS_VARIANTS = {(False, "he"), (True, "he"), (False, "dirac")}  # (residua
 
 NOTES = [
     "Training error is measured on the training split without augmentation, after the last "
-    "step; the curves show the running training error of each epoch (with augmentation).",
+    "step, in inference mode with BatchNorm statistics recomputed with the final weights "
+    "(precise BN; the moving averages lag the weights, and their error is in the cells "
+    "table); the curves show the running training error of each epoch (with augmentation, "
+    "batch statistics).",
     "The gradient-flow criterion compares two layers (the first and the last conv); a "
     "healthy ratio does not rule out problems in between: the heatmaps and profiles show "
     "every layer.",
@@ -94,37 +97,23 @@ def _twins(results: dict) -> dict[str, dict] | None:
 
 
 def initial_model(config, cell: dict, calibration: np.ndarray):
-    """The cell's network at initialization, its BN moving statistics set from the data.
+    """The cell's network at initialization, its BN statistics set from the data.
 
     With the initial moving statistics (mean 0, variance 1) inference-mode BN is
     nearly the identity and a deep residual stream grows until the softmax
-    saturates. One training-mode pass with every BN momentum at 0 sets each
-    layer's moving statistics to the batch statistics it sees (layer after layer,
-    as inference will see them), without any weight update; afterwards the model
-    computes the same function in inference and in training mode on that batch.
+    saturates. Each layer's statistics are set to those of ``calibration`` as it
+    reaches the layer in training mode (:func:`reskeras.precise_bn.population_statistics`
+    over one batch), without any weight update; afterwards the model computes the same
+    function in inference and in training mode on that batch.
     """
     from reskeras._backend import keras
+    from reskeras.precise_bn import assign_statistics, population_statistics
     from reskeras.train import build_run_model
     keras.utils.set_random_seed(cell["seed"])
     model = build_run_model(rundir.read_config(rundir.path(config.out, cell["run_dir"])))
     if cell["batch_norm"]:
-        set_batch_norm_statistics(model, calibration)
+        assign_statistics(model, population_statistics(model, [calibration]))
     return model
-
-
-def set_batch_norm_statistics(model, images: np.ndarray) -> None:
-    """Sets every BatchNorm layer's moving statistics to those of ``images`` (one pass)."""
-    from reskeras._backend import keras
-    layers = [layer for layer in model.layers
-              if isinstance(layer, keras.layers.BatchNormalization)]
-    momenta = [layer.momentum for layer in layers]
-    try:
-        for layer in layers:
-            layer.momentum = 0.0
-        model(images, training=True)
-    finally:
-        for layer, momentum in zip(layers, momenta):
-            layer.momentum = momentum
 
 
 def trained_model(config, cell: dict):

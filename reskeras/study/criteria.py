@@ -1,4 +1,4 @@
-"""The study's criteria: every threshold that a label or a rule of the study reads, in one table.
+"""The study's criteria: every threshold and measure a label or a rule reads, in one table.
 
 The gradient-flow labels (:mod:`reskeras.study.measures.gradient_flow`) and the
 rules of :mod:`reskeras.study.judgment` read their thresholds from here, and
@@ -6,6 +6,11 @@ rules of :mod:`reskeras.study.judgment` read their thresholds from here, and
 the rules it was judged by. docs/study.md explains each one; a changed threshold
 goes in its rule history.
 
+- ``TRAIN_ERROR``: which training (and test) error every rule reads: ``"precise"``,
+  inference with BatchNorm statistics recomputed with the final weights
+  (:mod:`reskeras.study.measures.training_error`; the moving averages lag the weights
+  and compound over a deep net's layers). A net without BatchNorm gives equal numbers
+  every way.
 - ``DEGRADATION_POINTS``: the deepest net's training error exceeds the
   shallowest's by more than this many percentage points (degradation).
 - ``VANISHING_RATIO`` / ``EXPLODING_RATIO``: the first/last conv gradient-norm
@@ -32,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+TRAIN_ERROR = "precise"
 DEGRADATION_POINTS = 2.0
 VANISHING_RATIO = 0.01
 EXPLODING_RATIO = 100.0
@@ -47,7 +53,7 @@ SHATTERING_GAP = 0.1
 
 def criteria() -> dict:
     """The table as ``verdict.json`` records it: ``{name in lower case: threshold}``."""
-    return {"degradation_points": DEGRADATION_POINTS, "vanishing_ratio": VANISHING_RATIO,
+    return {"train_error": TRAIN_ERROR, "degradation_points": DEGRADATION_POINTS, "vanishing_ratio": VANISHING_RATIO,
             "exploding_ratio": EXPLODING_RATIO, "gap_closed": GAP_CLOSED,
             "min_gap_points": MIN_GAP_POINTS, "identity_factor": IDENTITY_FACTOR,
             "identity_learned": IDENTITY_LEARNED, "identity_premise": IDENTITY_PREMISE,
@@ -57,4 +63,4 @@ def criteria() -> dict:
 
 __all__ = ["DEGRADATION_POINTS", "ENSEMBLE_DAMAGE", "EXPLODING_RATIO", "GAP_CLOSED",
            "IDENTITY_FACTOR", "IDENTITY_LEARNED", "IDENTITY_PREMISE", "MIN_GAP_POINTS",
-           "MIN_HEADROOM", "SHATTERING_GAP", "VANISHING_RATIO", "criteria"]
+           "MIN_HEADROOM", "SHATTERING_GAP", "TRAIN_ERROR", "VANISHING_RATIO", "criteria"]

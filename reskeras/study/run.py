@@ -37,7 +37,9 @@ from reskeras.preprocessing import check_int
 from reskeras.recipes import scaled_lr
 from reskeras.study.analyses import analyse, trained_model
 from reskeras.study.cells import INTERVENTION_TWINS, INTERVENTIONS, Cell
+from reskeras.study.criteria import TRAIN_ERROR
 from reskeras.study.measures.gradient_flow import gradient_summary
+from reskeras.study.measures.training_error import split_errors
 
 ANALYSES = ("lesion", "shattering", "landscape", "distances", "sharpness", "identity_task")
 _QUICK = {"dataset": "digits", "depths": (8, 20, 56), "batch_norm": (True, False),
@@ -89,6 +91,8 @@ class StudyConfig:
     strategy: str = "auto"
     analyses: tuple[str, ...] = ANALYSES
     sharpness_seeds: int = 1  # how many of ``deep_seeds`` the Hessian is measured on
+    # batches precise BN statistics average over (None: one epoch, at most 200)
+    precise_bn_batches: int | None = None
     identity_task: dict = dataclasses.field(
         default_factory=lambda: {"depths": (1, 2, 4, 8, 16, 32), "seeds": (0,)})
 
@@ -136,6 +140,8 @@ class StudyConfig:
                                  f"Received: {key}={list(seeds)}")
         check_int("batch_size", self.batch_size, 1)
         check_int("sharpness_seeds", self.sharpness_seeds, 1)
+        if self.precise_bn_batches is not None:
+            check_int("precise_bn_batches", self.precise_bn_batches, 1)
         if self.image_size is not None:
             check_int("image_size", self.image_size, 1)
         unknown = sorted(set(self.analyses) - set(ANALYSES))
@@ -191,9 +197,11 @@ def train_cell(config: StudyConfig, cell: Cell, verbose: int = 0) -> str:
             out=out, depth=cell.depth, family="cifar", plain=not cell.residual,
             batch_norm=cell.batch_norm, dataset=config.dataset, data_dir=config.data_dir,
             image_size=config.image_size, recipe=config.recipe, epochs=config.epochs,
-            steps=config.steps, batch_size=config.batch_size, seed=cell.seed, strategy=config.strategy,
+            steps=config.steps, batch_size=config.batch_size, seed=cell.seed,
+            strategy=config.strategy,
             grad_norms_every=config.grad_norms_every,
-            activations_every=config.activations_every, verbose=verbose, **fields))
+            activations_every=config.activations_every, precise_bn=True,
+            precise_bn_batches=config.precise_bn_batches, verbose=verbose, **fields))
     except TrainingDiverged:
         return "diverged"
     return "finished" if result.status in ("finished", "already finished") else result.status
@@ -202,16 +210,6 @@ def train_cell(config: StudyConfig, cell: Cell, verbose: int = 0) -> str:
 def _exists(out: str) -> bool:
     import tensorflow as tf
     return tf.io.gfile.exists(rundir.path(out, rundir.CONFIG))
-
-
-def evaluate_error(model, data, split: str, batch_size: int = 512) -> float:
-    """1 - accuracy of ``model`` on a split, inference mode, no augmentation."""
-    hits = total = 0
-    for images, labels, weights in data.evaluation(batch_size, split=split):
-        predicted = np.argmax(model(images, training=False), axis=-1)
-        hits += float(np.sum((predicted == labels.numpy()) * weights.numpy()))
-        total += float(np.sum(weights.numpy()))
-    return 1.0 - hits / total
 
 
 def cell_results(config: StudyConfig, cell: Cell, status: str, data) -> dict:
@@ -229,12 +227,20 @@ def cell_results(config: StudyConfig, cell: Cell, status: str, data) -> dict:
              "final_train_error": None, "final_test_error": None, "final_loss": None,
              "curve": [{"step": r["step"], "train_error": 1.0 - r["accuracy"], "loss": r["loss"],
                         "test_error": 1.0 - r["val_accuracy"]} for r in metrics],
-             "gradient": gradient_summary(records), "measures": None}
+             "gradient": gradient_summary(records), "measures": None, "errors": None,
+             "precise_bn": None}
     if status == "finished":
-        model = trained_model(config, entry)
+        from reskeras.train import checkpoint_model
+
+        model = trained_model(config, entry)  # model.keras: precise BN statistics
+        drawn = rundir.read_config(out)["training"]["precise_bn"]
+        errors = split_errors(checkpoint_model(out), model, data,
+                              batch_size=drawn["batch_size"])
         entry["params"] = int(sum(np.prod(v.shape) for v in model.trainable_weights))
-        entry["final_train_error"] = evaluate_error(model, data, "train")
-        entry["final_test_error"] = evaluate_error(model, data, "test")
+        entry["errors"] = {"steps": metrics[-1]["step"] if metrics else None, **errors}
+        entry["precise_bn"] = rundir.read_summary(out)["precise_bn"]
+        entry["final_train_error"] = errors["train"][TRAIN_ERROR]
+        entry["final_test_error"] = errors["test"][TRAIN_ERROR]
         entry["final_loss"] = metrics[-1]["loss"] if metrics else None
     return entry
 
@@ -251,13 +257,15 @@ def check_study_dir(config: StudyConfig) -> None:
     if tf.io.gfile.exists(saved_file):
         saved = rundir.read_json(saved_file)
         new = json.loads(json.dumps(dataclasses.asdict(config)))
-        changed = sorted(k for k in set(saved) | set(new)
-                         if k not in _EXECUTION and saved.get(k) != new.get(k))
+        # a key only one side has (a study of another reskeras version) differs too
+        changed = sorted(k for k in set(saved) | set(new) if k not in _EXECUTION
+                         and (k not in saved or k not in new or saved[k] != new[k]))
         if changed:
             key = changed[0]
-            raise ValueError(f"`out` holds another study ({key}: {saved.get(key)!r} -> "
-                             f"{new.get(key)!r}); re-run it with the same settings or choose "
-                             f"another directory. Received: out={config.out!r}")
+            raise ValueError(f"`out` holds another study ({key}: {saved.get(key, 'missing')!r}"
+                             f" -> {new.get(key, 'missing')!r}); re-run it with the same "
+                             f"settings or choose another directory. Received: "
+                             f"out={config.out!r}")
     elif tf.io.gfile.isdir(config.out) and tf.io.gfile.listdir(config.out):
         raise ValueError("`out` must be a new or empty directory, or a study to continue. "
                          f"Received: out={config.out!r}")

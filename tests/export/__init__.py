@@ -28,14 +28,16 @@ def _root() -> str:
 
 
 def trained_run(width: int = 4, seed: int = 0) -> str:
-    """A finished 1-epoch digits run of a depth-8 ResNet (trained once per process)."""
+    """A finished 1-epoch digits run of a depth-8 ResNet (trained once per process), with
+    precise BN statistics in its model.keras: what an export serves."""
     from reskeras.train import TrainConfig, train
 
     key = (width, seed)
     if key not in _RUNS:
         out = os.path.join(_root(), f"runs/resnet8_w{width}_s{seed}")
         result = train(TrainConfig(out=out, depth=8, width=width, dataset="digits", epochs=1,
-                                   recipe="adam", seed=seed, jit_compile=False, verbose=0))
+                                   recipe="adam", seed=seed, jit_compile=False,
+                                   precise_bn=True, verbose=0))
         assert result.status == "finished"
         _RUNS[key] = out
     return _RUNS[key]

@@ -88,6 +88,13 @@ def test_both_signatures_match_keras(loaded, keras_model, run_dir):
     np.testing.assert_array_equal(by_bytes["class_ids"].numpy(), expected.argmax(-1))
 
 
+def test_what_is_served_is_what_the_metrics_measured(loaded, exported):
+    images, labels = load_dataset("digits").arrays("test")
+    served = loaded.signatures["serving_default"](images=tf.constant(images))["class_ids"]
+    accuracy = float(np.mean(served.numpy() == labels))
+    assert accuracy == pytest.approx(exported.metadata["metrics"]["val_accuracy"], abs=1e-9)
+
+
 def test_serve_bytes_resizes_like_the_trainer(loaded):
     rng = np.random.default_rng(1)
     photos = [rng.integers(0, 256, (20, 13, 1), dtype=np.uint8),
@@ -133,7 +140,12 @@ def test_metadata_is_complete(exported, run_dir):
     assert metadata["preprocessing"] == config["preprocessing"]
     assert metadata["source"] == {"kind": "run_dir", "run_dir": os.path.abspath(run_dir),
                                   "step": summary["step"]}
-    assert metadata["metrics"] == summary["final"]
+    # model.keras holds precise BN statistics: the metrics are theirs, the moving averages' beside
+    assert metadata["metrics"] == {
+        **summary["final"], "val_loss": summary["precise_bn"]["val_loss"],
+        "val_accuracy": summary["precise_bn"]["val_accuracy"], "bn_statistics": "precise",
+        "moving_average_val_loss": summary["final"]["val_loss"],
+        "moving_average_val_accuracy": summary["final"]["val_accuracy"]}
     assert set(metadata["versions"]) == {"reskeras", "tensorflow", "keras", "python"}
     assert metadata["versions"]["tensorflow"] == tf.__version__
     assert metadata["signatures"]["serving_default"]["inputs"] == {

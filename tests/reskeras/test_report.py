@@ -60,6 +60,16 @@ def _measures(residual, batch_norm, variant, seed):
             "sharpness": sharp.get((residual, variant)) if seed == 0 and batch_norm else None}
 
 
+def _errors(residual, batch_norm, final, steps):
+    """The three training errors: the moving averages add 5 points to plain BN nets."""
+    lag = 0.05 if batch_norm and not residual else 0.0
+    train = {"ema": final + lag, "batch": final + (0.01 if batch_norm else 0.0),
+             "precise": final}
+    return {"steps": steps, "train": train,
+            "test": {"ema": final + 0.02 + lag, "precise": final + 0.02},
+            "bn_statistics_gap": 100 * (train["ema"] - train["precise"])}
+
+
 def _cell(residual, depth, batch_norm, diverged=False, seed=0, variant="he", final=None):
     name = Cell(residual, depth, batch_norm, seed, variant).name
     final = _final(residual, depth, seed, variant) if final is None else final
@@ -78,12 +88,12 @@ def _cell(residual, depth, batch_norm, diverged=False, seed=0, variant="he", fin
             "seed": seed, "variant": variant, "run_dir": f"runs/{name}", "status": "finished",
             "params": 1000 * depth + 18, "seconds": 12.5, "final_train_error": final,
             "final_test_error": final + 0.02, "final_loss": 0.0123, "curve": curve,
-            "gradient": gradient}
+            "gradient": gradient, "errors": _errors(residual, batch_norm, final, steps[-1])}
     if diverged:
         curve[-1]["loss"] = None
         curve[-1]["train_error"] = None
         cell.update(status="diverged", params=None, final_train_error=None,
-                    final_test_error=None, final_loss=None)
+                    final_test_error=None, final_loss=None, errors=None)
         gradient.update(first_last_ratio_median=None, state="unknown")
     return cell
 
@@ -314,8 +324,13 @@ def test_markdown_references_every_figure(full_study):
             "not measured |") in text
     assert ("| exploding gradients at initialization (deepest net) | inconclusive (1/3 seeds) "
             "| no | not measured | not measured |") in text
-    assert "| residual, BatchNorm | 8 | 1.0% | 20 | 2.0% | +1.0 | inconclusive (1/3 seeds) |" \
+    # the last column: EMA minus precise training error of the deepest twins, in points
+    assert "| residual, BatchNorm | 8 | 1.0% | 20 | 2.0% | +1.0 | inconclusive (1/3 seeds) " \
+        "| +0.0 |\n" in text
+    assert "| plain, BatchNorm | 8 | 15.0% | 20 | 30.0% | +15.0 | **yes** (3/3 seeds) | +5.0 |\n" \
         in text
+    assert "| plain20-bn-s0 | plain | 20 | yes | 0 | he | finished | 20,018 | 12.5 | 30.0% | " \
+        "32.0% | 35.0% / 31.0% / 30.0% | 0.0123 |" in text
 
 
 def _table(text: str, first_header: str) -> list[list[str]]:
@@ -391,7 +406,9 @@ def test_summary_csv_has_one_exact_row_per_cell(full_study):
         "name": "plain20-bn-s0", "residual": "False", "depth": "20", "batch_norm": "True",
         "seed": "0", "variant": "he", "status": "finished", "params": "20018", "seconds": "12.5",
         "final_train_error": "0.3", "final_test_error": "0.32", "final_loss": "0.0123",
-        "first_last_ratio_init": "4.0", "first_last_ratio_median": "0.9",
+        "train_error_ema": "0.35", "train_error_batch": "0.31", "train_error_precise": "0.3",
+        "test_error_ema": "0.37", "test_error_precise": "0.32",
+        "bn_statistics_gap": str(100 * (0.3 + 0.05 - 0.3)), "first_last_ratio_init": "4.0", "first_last_ratio_median": "0.9",
         "log10_slope_init": "-0.02", "gradient_state": "healthy"}
     diverged = by_name["plain20-nobn-s0"]
     assert (diverged["status"], diverged["params"], diverged["final_train_error"],

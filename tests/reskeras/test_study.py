@@ -73,6 +73,40 @@ def test_verdict_criteria_on_constructed_results():
     assert "the 56-layer plain net diverged" in found["answer"]
 
 
+def _with_gap(entry, gap_points):
+    precise = entry["final_train_error"]
+    ema = precise + gap_points / 100
+    return {**entry, "errors": {"steps": 88, "train": {"ema": ema, "batch": precise,
+                                                       "precise": precise},
+                                "test": {"ema": ema, "precise": precise},
+                                "bn_statistics_gap": gap_points}}
+
+
+@pytest.mark.parametrize("gap, above", [(1.8, False), (2.0, False), (2.2, True)])
+def test_the_answer_names_a_statistics_gap_above_the_degradation_threshold(gap, above):
+    """The moving averages' share is reported when it alone could move a flag: a gap above
+    DEGRADATION_POINTS (2) in a cell a flag reads. 1.8 and 2.2 pin the threshold to 10%."""
+    dirac = {**cell(False, 56, True, 0.05, 2.0), "name": "plain56-bn-dirac-s0",
+             "variant": "dirac"}
+    results = {"cells": [
+        _with_gap(cell(False, 8, True, 0.01, 1.5), 0.0),
+        _with_gap(cell(False, 56, True, 0.40, 2.0), gap),
+        _with_gap(cell(True, 8, True, 0.01, 1.0), 0.5), _with_gap(cell(True, 56, True, 0.02, 1.2),
+                                                                 1.0),
+        _with_gap(dirac, 30.0)]}  # an intervention: no flag reads it
+    found = verdict(results)
+    assert found["bn_statistics_gap"]["points"] == {
+        "plain8-bn-s0": 0.0, "plain56-bn-s0": gap, "resnet8-bn-s0": 0.5, "resnet56-bn-s0": 1.0,
+        "plain56-bn-dirac-s0": 30.0}
+    assert found["bn_statistics_gap"]["above_threshold"] == (["plain56-bn-s0"] if above else [])
+    assert found["errors"]["plain56-bn-s0"]["train"]["ema"] == pytest.approx(0.40 + gap / 100)
+    sentence = (f"BatchNorm's moving averages would have added {gap:.1f} points to the training "
+                f"error of plain56-bn-s0 ({100 * (0.40 + gap / 100):.1f}% with them, 40.0% with "
+                "precise statistics); every error here uses precise statistics.")
+    assert (sentence in found["answer"]) is above
+    assert found["criteria"]["train_error"] == "precise"
+
+
 def test_grid_and_presets():
     config = StudyConfig.from_preset("quick", "x")
     names = [c.name for c in grid(config)]
@@ -149,6 +183,31 @@ def test_bad_cli_input_is_one_line_exit_2(tmp_path, capsys):
     assert not any((tmp_path / name).exists() for name in "stu")
 
 
+def test_first_seed_shifts_every_seed_set(monkeypatch, tmp_path, capsys):
+    """Held-out seeds (docs/study.md, rule history): --first-seed 100 runs seeds 100-102."""
+    import reskeras.study.run as run_module
+
+    seen = []
+
+    def fake_run(config, log):
+        seen.append(config)
+        raise ValueError("stopped before training")
+
+    monkeypatch.setattr(run_module, "run_study", fake_run)
+    assert main(["study", "--first-seed", "100", "--out", str(tmp_path / "a")]) == 2
+    assert main(["study", "--seeds", "2", "--first-seed", "7", "--out", str(tmp_path / "b")]) == 2
+    assert main(["study", "--first-seed", "-1", "--out", str(tmp_path / "c")]) == 2
+    quick, two = seen
+    assert (quick.seeds, quick.deep_seeds, quick.intervention_seeds) == (
+        (100,), (100, 101, 102), (100,))
+    assert tuple(quick.identity_task["seeds"]) == (100,)
+    assert quick.identity_task["depths"] == (1, 2, 4, 8, 16)
+    assert (two.seeds, two.deep_seeds, two.intervention_seeds) == ((7, 8), (7, 8), (7, 8))
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert errors[-1] == ("reskeras study: error: --first-seed must be a non-negative integer. "
+                          "Received: first_seed=-1")
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--export-name", "m"], "reskeras study: error: --export-name needs --export-base. "
                              "Received: export_name='m'"),
@@ -191,6 +250,7 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
     assert set(saved["hypotheses"][1]["measured"]) == {"plain", "plain_identity", "residual"}
     dirac = json.loads((out / "runs" / "plain8-bn-dirac-s0" / "config.json").read_text())
     assert dirac["arch"]["init"] == "dirac"
+    _check_errors_against_keras(out, results, saved)
     # the measures: every deepest cell (the Hessian is skipped here)
     for entry in results["cells"]:
         measures = entry["measures"]
@@ -229,6 +289,49 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
     assert exported.report.ok
     assert exported.metadata["user"] == {"study": str(out), "cell": best["name"],
                                          "final_test_error": best["final_test_error"]}
+
+
+def _keras_error(model, images, labels, preprocessing) -> float:
+    x = images.astype(np.float32) * preprocessing["scale"] - np.asarray(preprocessing["mean"],
+                                                                          np.float32)
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return 1.0 - model.evaluate(x, labels, batch_size=97, verbose=0)[1]
+
+
+def _check_errors_against_keras(out, results, saved):
+    """Every error the verdict reads equals Keras's own evaluation of the saved nets:
+    ``model.keras`` (precise BN statistics) and the last checkpoint (moving averages)."""
+    import csv
+
+    from reskeras._backend import keras
+    from reskeras.data import load_dataset
+    from reskeras.train import checkpoint_model
+
+    assert saved["criteria"]["train_error"] == "precise"
+    data = load_dataset("digits")
+    rows = {row["name"]: row for row in csv.DictReader((out / "summary.csv").open())}
+    for entry in results["cells"]:
+        run = out / "runs" / entry["name"]
+        pre = json.loads((run / "config.json").read_text())["preprocessing"]
+        errors = saved["errors"][entry["name"]]
+        assert errors == entry["errors"] and errors["steps"] == 8
+        assert set(errors["train"]) == {"ema", "batch", "precise"}
+        assert set(errors["test"]) == {"ema", "precise"}
+        assert (entry["final_train_error"], entry["final_test_error"]) == (
+            errors["train"]["precise"], errors["test"]["precise"])
+        for model, kind in ((keras.models.load_model(run / "model.keras", compile=False),
+                             "precise"), (checkpoint_model(str(run)), "ema")):
+            for split in ("train", "test"):
+                # Keras counts in float32; 1e-6 is far below one example (1/1437)
+                assert errors[split][kind] == pytest.approx(
+                    _keras_error(model, *data.arrays(split), pre), abs=1e-6)
+        assert errors["bn_statistics_gap"] == pytest.approx(
+            100 * (errors["train"]["ema"] - errors["train"]["precise"]))
+        assert saved["bn_statistics_gap"]["points"][entry["name"]] == errors["bn_statistics_gap"]
+        row = rows[entry["name"]]
+        assert float(row["train_error_batch"]) == errors["train"]["batch"]
+        assert float(row["test_error_ema"]) == errors["test"]["ema"]
+        assert float(row["bn_statistics_gap"]) == errors["bn_statistics_gap"]
 
 
 @pytest.mark.slow  # 60-90 s: the paper preset's grid, shrunk, on a CIFAR-10 made here
@@ -330,18 +433,3 @@ def test_a_killed_study_resumes_inside_its_intervention_cell(tmp_path):
     verdict_file = json.loads((out / "verdict.json").read_text())
     identity = next(h for h in verdict_file["hypotheses"] if h["id"] == "identity_init")
     assert identity["measured"]["plain_identity"] == results["cells"][2]["final_train_error"]
-
-
-def test_batch_norm_statistics_are_set_in_one_pass_without_touching_weights():
-    from reskeras import build_plain
-    from reskeras.study.analyses import set_batch_norm_statistics
-
-    model = build_plain(8, input_shape=(8, 8, 1), classes=10)
-    images = np.random.default_rng(0).normal(2.0, 3.0, size=(64, 8, 8, 1)).astype("float32")
-    weights = [w.numpy().copy() for w in model.trainable_weights]
-    set_batch_norm_statistics(model, images)
-    # inference mode now computes exactly what training mode computes on that batch
-    np.testing.assert_allclose(model(images, training=False), model(images, training=True),
-                               rtol=1e-5, atol=1e-6)
-    assert all(np.array_equal(a, b.numpy()) for a, b in zip(weights, model.trainable_weights))
-    assert {layer.momentum for layer in model.layers if "bn" in layer.name} == {0.9}

@@ -442,6 +442,11 @@ def _cli(capsys, *args):
      "5000"),
     (["--model", "resnet8", "--depth", "8", "--dataset", "digits", "--epochs", "1"], "depth=8"),
     (["--resume"], "resume"),
+    (["--model", "resnet8", "--dataset", "digits", "--epochs", "1", "--precise-bn-batches", "4"],
+     "`precise_bn_batches` needs `precise_bn=True`. Received: precise_bn_batches=4"),
+    (["--model", "resnet8", "--dataset", "digits", "--epochs", "1", "--precise-bn",
+      "--precise-bn-batches", "0"], "`precise_bn_batches` must be a positive integer. "
+                                    "Received: precise_bn_batches=0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     out = tmp_path / "fresh"

@@ -1,5 +1,9 @@
 """The study's verdict, computed from the measurements with explicit criteria.
 
+Every training error read here is ``final_train_error``: the error with the BatchNorm
+statistics that ``criteria.TRAIN_ERROR`` names (precise statistics, recomputed with the
+final weights; see :mod:`reskeras.study.measures.training_error`).
+
 - **degradation** (per family: plain/residual, with and without BN): the deepest
   net's final training error exceeds the shallowest's by more than
   ``DEGRADATION_POINTS`` percentage points at the same step count (per seed,
@@ -9,7 +13,9 @@
 - **vanishing gradients** (per family): the deepest net's gradient-flow state is
   ``vanishing`` (first/last conv gradient-norm ratio, median over logged steps,
   below 1/100; see ``gradient_flow``);
-- **exploding at initialization**: that ratio at step 0 above 100.
+- **exploding at initialization**: that ratio at step 0 above 100;
+- **BN statistics gap** (per cell): EMA minus precise training error in points; the
+  answer says so when it exceeds ``DEGRADATION_POINTS`` for a cell a flag reads.
 
 Each flag is decided per seed first (``numbers[...]["per_seed"]``) and is
 yes/no only when every seed agrees, else ``"inconclusive"``. Only the
@@ -26,7 +32,7 @@ import numpy as np
 
 from reskeras.study.cells import is_twin
 from reskeras.study.criteria import (DEGRADATION_POINTS, EXPLODING_RATIO, IDENTITY_LEARNED,
-                                     VANISHING_RATIO, criteria)
+                                     TRAIN_ERROR, VANISHING_RATIO, criteria)
 from reskeras.study.judgment import hypotheses as hyp
 from reskeras.study.judgment.hypotheses import combine
 
@@ -111,6 +117,40 @@ def gradients(results: dict) -> tuple[dict, dict, dict]:
                         "per_seed": {"vanishing": vanishing_by_seed,
                                      "exploding_at_init": exploding_by_seed}}
     return vanishing, exploding, numbers
+
+
+def statistics_gaps(results: dict) -> dict:
+    """EMA minus precise training error (points) of every cell, and those a flag reads
+    that exceed ``DEGRADATION_POINTS``: the moving averages alone would move such a
+    cell's error by more than the degradation threshold."""
+    points = {c["name"]: (c.get("errors") or {}).get("bn_statistics_gap")
+              for c in results["cells"]}
+    read = []  # the shallowest and deepest twins of each family: what degradation compares
+    for residual, bn in FAMILIES.values():
+        by_depth = _cells(results, residual, bn)
+        if len(by_depth) >= 2:
+            read += by_depth[min(by_depth)] + by_depth[max(by_depth)]
+    above = sorted({c["name"] for c in read
+                    if points.get(c["name"]) is not None
+                    and round(points[c["name"]], 9) > DEGRADATION_POINTS})
+    return {"points": points, "above_threshold": above}
+
+
+def _statistics_part(results: dict, gaps: dict) -> list[str]:
+    """The sentence on BN statistics, when the moving averages would have moved a flag's
+    cell by more than the degradation threshold."""
+    if not gaps["above_threshold"]:
+        return []
+    cells = {c["name"]: c for c in results["cells"]}
+    worst = max(gaps["above_threshold"], key=lambda name: gaps["points"][name])
+    train = cells[worst]["errors"]["train"]
+    others = len(gaps["above_threshold"]) - 1
+    return [f"BatchNorm's moving averages would have added {gaps['points'][worst]:.1f} points "
+            f"to the training error of {worst} ({_pct(train['ema'])} with them, "
+            f"{_pct(train['precise'])} with precise statistics)"
+            + (f", and more than {DEGRADATION_POINTS:g} points to {others} other cell"
+               f"{'s' if others > 1 else ''} that the flags read" if others else "")
+            + f"; every error here uses {TRAIN_ERROR} statistics."]
 
 
 def _median(values) -> float | None:
@@ -300,22 +340,30 @@ def _num(value) -> str:
 
 
 def answer(degraded: dict, vanishing: dict, exploding: dict, grad_numbers: dict,
-           rows: list[dict] | None = None, seeds: dict | None = None) -> str:
+           rows: list[dict] | None = None, seeds: dict | None = None,
+           statistics: list[str] | None = None) -> str:
     """One paragraph in plain words, from the flags, the hypotheses and their numbers:
-    do the gradients vanish, why is a residual mapping easier, why no closing the gap."""
+    do the gradients vanish, why is a residual mapping easier, why no closing the gap
+    (``statistics``: the sentence on BatchNorm statistics, when it has one)."""
     return " ".join(_vanishing_part(degraded, vanishing, exploding, grad_numbers)
-                    + _why_part(rows or [], seeds))
+                    + (statistics or []) + _why_part(rows or [], seeds))
 
 
 def verdict(results: dict) -> dict:
     """``{"degradation", "vanishing_gradients", "exploding_at_init", "gradient_numbers",
-    "hypotheses", "hypothesis_seeds", "criteria", "answer"}`` from a study's results."""
+    "hypotheses", "hypothesis_seeds", "errors", "bn_statistics_gap", "criteria", "answer"}``
+    from a study's results; ``errors`` are every cell's training and test errors with
+    each kind of BatchNorm statistics (``criteria["train_error"]`` names the one read)."""
     degraded = degradation(results)
     vanishing, exploding, numbers = gradients(results)
     per_seed = (degraded.get("numbers", {}).get("plain") or {}).get("per_seed", {})
     rows, seeds = hyp.hypotheses(results, {"degradation_per_seed": {
         int(seed): value for seed, value in per_seed.items()}})
+    gaps = statistics_gaps(results)
     return {"degradation": degraded, "vanishing_gradients": vanishing,
             "exploding_at_init": exploding, "gradient_numbers": numbers,
-            "hypotheses": rows, "hypothesis_seeds": seeds, "criteria": criteria(),
-            "answer": answer(degraded, vanishing, exploding, numbers, rows, seeds)}
+            "hypotheses": rows, "hypothesis_seeds": seeds,
+            "errors": {c["name"]: c.get("errors") for c in results["cells"]},
+            "bn_statistics_gap": gaps, "criteria": criteria(),
+            "answer": answer(degraded, vanishing, exploding, numbers, rows, seeds,
+                             _statistics_part(results, gaps))}

@@ -37,8 +37,13 @@ from reskeras.study.report.figure_style import diverged_label
 from reskeras.study.report.twin_figures import FAMILIES
 
 _GRADIENT_COLUMNS = ("first_last_ratio_init", "first_last_ratio_median", "log10_slope_init")
+# (column, key of the cell's "errors" entry, kind of statistics)
+_ERROR_COLUMNS = (("train_error_ema", "train", "ema"), ("train_error_batch", "train", "batch"),
+                  ("train_error_precise", "train", "precise"), ("test_error_ema", "test", "ema"),
+                  ("test_error_precise", "test", "precise"))
 SUMMARY_COLUMNS = ("name", "residual", "depth", "batch_norm", "seed", "variant", "status",
                    "params", "seconds", "final_train_error", "final_test_error", "final_loss",
+                   *(column for column, _, _ in _ERROR_COLUMNS), "bn_statistics_gap",
                    *_GRADIENT_COLUMNS, "gradient_state")
 def _seed_values(verdict: dict, kind: str, key: str) -> dict | None:
     """``numbers[key]["per_seed"]`` behind the flag ``verdict[kind][key]``."""
@@ -74,7 +79,12 @@ def _verdict_blocks(results: dict) -> list[tuple]:
         f"{criteria['vanishing_ratio']:g} times the last conv layer's (median over the logged "
         "steps).",
         f"**Exploding at initialization**: that ratio at step 0 is above "
-        f"{criteria['exploding_ratio']:g}."])]
+        f"{criteria['exploding_ratio']:g}.",
+        f"**Training error** is measured in inference mode on the training split with "
+        f"{criteria.get('train_error', 'moving-average')} BatchNorm statistics (recomputed with "
+        "the final weights over one epoch of training batches); the **BN statistics gap** is "
+        "the error with the moving averages minus that, in points (the cells table gives "
+        "both, and the error in training mode)."])]
     numbers = degradation.get("numbers") or {}
     if numbers:
         titles = {key: title for key, _, _, title in FAMILIES}
@@ -82,15 +92,34 @@ def _verdict_blocks(results: dict) -> list[tuple]:
                  str(n["deep_depth"]),
                  "diverged" if n.get("deep_diverged") else pct(n["deep_train_error"]),
                  "—" if not finite(n.get("points")) else f"{n['points']:+.1f}",
-                 flag(degradation, key, n.get("per_seed"))] for key, n in numbers.items()]
+                 flag(degradation, key, n.get("per_seed")),
+                 _deepest_gap(results, key, n["deep_depth"])] for key, n in numbers.items()]
         blocks.append(("table", ["nets", "shallowest", "training error", "deepest",
-                                 "training error", "difference (points)", "degraded"], rows))
+                                 "training error", "difference (points)", "degraded",
+                                 "BN statistics gap, deepest (points)"], rows))
     return blocks
 
 
+def _deepest_gap(results: dict, family: str, depth: int) -> str:
+    """Mean EMA-minus-precise training error (points) of a family's deepest twins."""
+    residual, batch_norm = next((r, b) for key, r, b, _ in FAMILIES if key == family)
+    gaps = [(c.get("errors") or {}).get("bn_statistics_gap") for c in results["cells"]
+            if is_twin(c) and c["depth"] == depth and c["residual"] == residual
+            and c["batch_norm"] == batch_norm]
+    found = mean(gaps)
+    return "—" if found is None else f"{found:+.1f}"
+
+
+def _errors_text(cell: dict) -> str:
+    """``EMA / batch / precise`` training errors of a cell."""
+    train = (cell.get("errors") or {}).get("train") or {}
+    return " / ".join(pct(train.get(kind)) for kind in ("ema", "batch", "precise"))
+
+
 def _degradation_blocks(results: dict, figures: dict, used: set) -> list[tuple]:
-    blocks = section("Degradation", "Final training error (training split, no augmentation) "
-                      "and test error after the same number of steps, mean over seeds. A deeper "
+    blocks = section("Degradation", "Final training error (training split, no augmentation, "
+                      "precise BatchNorm statistics) and test error after the same number of "
+                      "steps, mean over seeds. A deeper "
                       "net with a higher *training* error is the degradation problem: "
                       "overfitting cannot explain it.", figures, ("degradation",), used)
     twins = [c for c in results["cells"] if is_twin(c)]  # the interventions are in "Why"
@@ -181,7 +210,8 @@ def _cell_rows(results: dict) -> list[list[str]]:
                      diverged_label(c) if c["status"] == "diverged" else c["status"],
                      "—" if c.get("params") is None else f"{c['params']:,}",
                      num(c.get("seconds")), pct(c.get("final_train_error")),
-                     pct(c.get("final_test_error")), num(c.get("final_loss")),
+                     pct(c.get("final_test_error")), _errors_text(c),
+                     num(c.get("final_loss")),
                      *(num(g.get(k)) for k in _GRADIENT_COLUMNS), g.get("state", "unknown")])
     return rows
 
@@ -232,7 +262,8 @@ def report_blocks(results: dict, figures: dict) -> list[tuple]:
     blocks += group_blocks(results)
     blocks += [("h2", "Cells"),
                ("table", ["cell", "net", "depth", "BN", "seed", "variant", "status", "params",
-                          "seconds", "train error", "test error", "loss", "ratio at step 0",
+                          "seconds", "train error", "test error",
+                          "train error: EMA / batch / precise", "loss", "ratio at step 0",
                           "ratio, median", "log10 slope at step 0", "gradient state"],
                 _cell_rows(results), (6,)),  # the status ("diverged at step N") wraps
                ("h2", "What this measurement can and cannot show"),
@@ -255,7 +286,11 @@ def write_summary_csv(results: dict, path: str) -> str:
         writer.writerow(SUMMARY_COLUMNS)
         for cell in results["cells"]:
             gradient = cell.get("gradient") or {}
+            errors = cell.get("errors") or {}
             row = {**{k: cell.get(k) for k in SUMMARY_COLUMNS}, "variant": cell_of(cell).variant,
+                   **{column: (errors.get(split) or {}).get(kind)
+                      for column, split, kind in _ERROR_COLUMNS},
+                   "bn_statistics_gap": errors.get("bn_statistics_gap"),
                    **{k: gradient.get(k) for k in _GRADIENT_COLUMNS},
                    "gradient_state": gradient.get("state")}
             writer.writerow(["" if row[k] is None else str(row[k]) for k in SUMMARY_COLUMNS])

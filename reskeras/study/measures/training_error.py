@@ -1,0 +1,88 @@
+"""Training and test error of a trained net, three ways for BatchNorm: EMA, batch, precise.
+
+A BatchNorm net's error depends on the statistics it normalizes with:
+
+- ``ema``: inference mode with the moving averages training kept (momentum 0.9 here),
+  as the last checkpoint holds them; they lag the weights, and in a deep plain net
+  each layer's lag shifts every later layer's inputs;
+- ``batch``: training mode, each batch normalized with its own statistics and no state
+  kept: what the optimizer saw, on batches of the training batch size, without
+  augmentation;
+- ``precise``: inference mode with population statistics recomputed with the final
+  weights (:mod:`reskeras.precise_bn`, Wu & Johnson 2021), as ``model.keras`` holds them
+  when the run trained with ``precise_bn``.
+
+A net without BatchNorm computes one function in every mode, so its three numbers are
+equal. Errors are ``1 - accuracy`` on a whole split, examples weighted equally.
+
+Example:
+
+>>> from reskeras import build_plain
+>>> from reskeras.data import load_dataset
+>>> model = build_plain(8, input_shape=(8, 8, 1), classes=10, batch_norm=False)
+>>> errors = split_errors(model, model, load_dataset("digits"), batch_size=128)
+>>> len({errors["train"]["ema"], errors["train"]["batch"], errors["train"]["precise"]})
+1
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reskeras.precise_bn import batch_mode_predictions
+
+MEASURES = ("ema", "batch", "precise")
+
+
+def inference_error(model, data, split: str, batch_size: int = 512) -> float:
+    """1 - accuracy of ``model`` on a split, inference mode, no augmentation."""
+    hits = total = 0.0
+    for images, labels, weights in data.evaluation(batch_size, split=split):
+        predicted = np.argmax(model(images, training=False), axis=-1)
+        hits += float(np.sum((predicted == labels.numpy()) * weights.numpy()))
+        total += float(np.sum(weights.numpy()))
+    return 1.0 - hits / total
+
+
+def batch_error(model, data, *, batch_size: int) -> float:
+    """1 - accuracy in training mode on the training split, batches of ``batch_size``.
+
+    Every batch is normalized with its own statistics: the training split in its stored
+    (shuffled) order, without augmentation, the last batch smaller when the split does
+    not divide. No variable of ``model`` changes.
+    """
+    predict = batch_mode_predictions(model)
+    hits = total = 0.0
+    for images, labels, weights in data.evaluation(batch_size, split="train"):
+        predicted = np.argmax(predict(images), axis=-1)
+        hits += float(np.sum((predicted == labels.numpy()) * weights.numpy()))
+        total += float(np.sum(weights.numpy()))
+    return 1.0 - hits / total
+
+
+def split_errors(moving, precise, data, *, batch_size: int) -> dict:
+    """Training errors ``{"ema", "batch", "precise"}`` and test errors ``{"ema", "precise"}``.
+
+    Args:
+        moving: the trained net with its moving-average statistics (the checkpoint's).
+        precise: the same weights with precise statistics (``model.keras`` of a run
+            trained with ``precise_bn``); for a net without BatchNorm, the same net.
+        data: the run's dataset.
+        batch_size: the batch of the ``batch`` error: the per-replica batch the
+            BatchNorm layers normalized in training.
+
+    Returns:
+        ``{"train": {"ema", "batch", "precise"}, "test": {"ema", "precise"},
+        "bn_statistics_gap"}``, the gap being EMA minus precise training error in
+        percentage points.
+    """
+    train = {"ema": inference_error(moving, data, "train"),
+             "batch": batch_error(precise, data, batch_size=batch_size),
+             "precise": inference_error(precise, data, "train")}
+    test = {"ema": inference_error(moving, data, "test"),
+            "precise": inference_error(precise, data, "test")}
+    return {"train": train, "test": test,
+            "bn_statistics_gap": 100.0 * (train["ema"] - train["precise"])}
+
+
+__all__ = ["MEASURES", "batch_error", "inference_error", "split_errors"]
