@@ -191,8 +191,8 @@ def fake_results(analyses=True, no_bn=True, why=True):
     results = {
         "preset": "quick", "dataset": "digits", "recipe": "paper", "steps": 160,
         "batch_size": 128, "study_dir": "/tmp/study", "seconds": 512.3,
-        "criteria": {"degradation_points": 2.0, "vanishing_ratio": 0.01,
-                     "exploding_ratio": 100.0},
+        "criteria": {"train_error": "precise", "degradation_points": 2.0,
+                     "vanishing_ratio": 0.01, "exploding_ratio": 100.0},
         "cells": cells, "lesion": None, "shattering": None, "landscape": None,
         "verdict": {"degradation": {"plain": True, "residual": False, "plain_no_bn": True,
                                     "numbers": {"plain": {
@@ -329,8 +329,10 @@ def test_markdown_references_every_figure(full_study):
         "| +0.0 |\n" in text
     assert "| plain, BatchNorm | 8 | 15.0% | 20 | 30.0% | +15.0 | **yes** (3/3 seeds) | +5.0 |\n" \
         in text
-    assert "| plain20-bn-s0 | plain | 20 | yes | 0 | he | finished | 20,018 | 12.5 | 30.0% | " \
-        "32.0% | 35.0% / 31.0% / 30.0% | 0.0123 |" in text
+    assert "| cell | net | depth | BN | seed | variant | status | params | seconds | train error, " \
+        "precise (EMA / batch) | test error, precise (EMA) | loss |" in text
+    assert "| plain20-bn-s0 | plain | 20 | yes | 0 | he | finished | 20,018 | 12.5 | " \
+        "30.0% (35.0% / 31.0%) | 32.0% (37.0%) | 0.0123 |" in text
 
 
 def _table(text: str, first_header: str) -> list[list[str]]:

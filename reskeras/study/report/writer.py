@@ -110,10 +110,24 @@ def _deepest_gap(results: dict, family: str, depth: int) -> str:
     return "—" if found is None else f"{found:+.1f}"
 
 
-def _errors_text(cell: dict) -> str:
-    """``EMA / batch / precise`` training errors of a cell."""
-    train = (cell.get("errors") or {}).get("train") or {}
-    return " / ".join(pct(train.get(kind)) for kind in ("ema", "batch", "precise"))
+_KINDS = ("ema", "batch", "precise")
+_KIND_WORDS = {"ema": "EMA", "batch": "batch", "precise": "precise"}
+
+
+def _error_header(split: str, measure: str) -> str:
+    """``train error, precise (EMA / batch)``: the measure the rules read, then the others."""
+    others = [_KIND_WORDS[k] for k in _KINDS if k != measure and (split == "train" or k != "batch")]
+    return f"{split} error, {_KIND_WORDS.get(measure, measure)} ({' / '.join(others)})"
+
+
+def _errors_text(cell: dict, split: str, measure: str) -> str:
+    """A cell's error of a split as the rules read it, then the other kinds in brackets."""
+    found = (cell.get("errors") or {}).get(split)
+    decided = cell.get(f"final_{split}_error")
+    if not found:
+        return pct(decided)
+    others = [pct(found[k]) for k in _KINDS if k != measure and k in found]
+    return f"{pct(decided)} ({' / '.join(others)})"
 
 
 def _degradation_blocks(results: dict, figures: dict, used: set) -> list[tuple]:
@@ -150,7 +164,10 @@ def _gradient_blocks(results: dict, figures: dict, used: set) -> list[tuple]:
                       "(vanishing), far above 1 it gets the larger updates (exploding).",
                       figures, ("gradient_ratio", "gradient_profiles_init", "grad_norm_heatmap"),
                       used)
-    return blocks + [("p", "The ratios of every cell are in the cells table below.")]
+    rows = [[c["name"], *(num((c.get("gradient") or {}).get(k)) for k in _GRADIENT_COLUMNS),
+             (c.get("gradient") or {}).get("state", "unknown")] for c in results["cells"]]
+    return blocks + [("table", ["cell", "ratio at step 0", "ratio, median over training",
+                                "log10 slope at step 0", "gradient state"], rows)]
 
 
 def _lesion_blocks(lesion: dict, figures: dict, used: set) -> list[tuple]:
@@ -202,18 +219,24 @@ def _analysis_blocks(results: dict, figures: dict, used: set) -> list[tuple]:
 
 
 def _cell_rows(results: dict) -> list[list[str]]:
+    measure = _measure(results)
     rows = []
     for c in results["cells"]:
-        g = c.get("gradient") or {}
         rows.append([c["name"], "residual" if c["residual"] else "plain", str(c["depth"]),
                      "yes" if c["batch_norm"] else "no", str(c["seed"]), cell_of(c).variant,
                      diverged_label(c) if c["status"] == "diverged" else c["status"],
                      "—" if c.get("params") is None else f"{c['params']:,}",
-                     num(c.get("seconds")), pct(c.get("final_train_error")),
-                     pct(c.get("final_test_error")), _errors_text(c),
-                     num(c.get("final_loss")),
-                     *(num(g.get(k)) for k in _GRADIENT_COLUMNS), g.get("state", "unknown")])
+                     num(c.get("seconds")),
+                     _errors_text(c, "train", measure), _errors_text(c, "test", measure),
+                     num(c.get("final_loss"))])
     return rows
+
+
+def _measure(results: dict) -> str:
+    """The kind of error the rules read (``criteria["train_error"]``; EMA before 0.3)."""
+    criteria = {**((results.get("verdict") or {}).get("criteria") or {}),
+                **(results.get("criteria") or {})}
+    return criteria.get("train_error", "ema")
 
 
 def _reproduce(results: dict) -> str:
@@ -262,10 +285,9 @@ def report_blocks(results: dict, figures: dict) -> list[tuple]:
     blocks += group_blocks(results)
     blocks += [("h2", "Cells"),
                ("table", ["cell", "net", "depth", "BN", "seed", "variant", "status", "params",
-                          "seconds", "train error", "test error",
-                          "train error: EMA / batch / precise", "loss", "ratio at step 0",
-                          "ratio, median", "log10 slope at step 0", "gradient state"],
-                _cell_rows(results), (6,)),  # the status ("diverged at step N") wraps
+                          "seconds", _error_header("train", _measure(results)),
+                          _error_header("test", _measure(results)), "loss"],
+                _cell_rows(results), (6, 9, 10)),  # status ("diverged at step N"), errors wrap
                ("h2", "What this measurement can and cannot show"),
                ("list", list(results.get("notes") or []) or ["No notes."]),
                ("h2", "How to reproduce"),
