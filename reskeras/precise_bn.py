@@ -81,7 +81,17 @@ def training_batches(data, batch_size: int, *, seed: int, epoch: int, count: int
     return itertools.islice(images(), count)
 
 
-def _moments_function(model: keras.Model, layers: list):
+def moments_function(model: keras.Model):
+    """A traced ``images -> [(mean, variance)]`` of every BatchNorm layer's input.
+
+    In training mode with no variable changing; ``None`` for a model without
+    BatchNorm. :func:`population_statistics` makes one per call unless given one
+    (a caller that measures the same model again keeps it: tracing a 56-layer net
+    costs seconds).
+    """
+    layers = batch_norm_layers(model)
+    if not layers:
+        return None
     inputs = keras.Model(model.inputs, [layer.input for layer in layers])
 
     @tf.function(reduce_retracing=True)
@@ -99,12 +109,14 @@ def _moments_function(model: keras.Model, layers: list):
     return moments
 
 
-def population_statistics(model: keras.Model, batches: Iterable) -> dict[str, tuple]:
+def population_statistics(model: keras.Model, batches: Iterable, *,
+                          moments=None) -> dict[str, tuple]:
     """Each BatchNorm layer's population mean and variance over ``batches``.
 
     Args:
         model: a functional Keras model; no variable of it changes.
         batches: image batches (arrays or tensors), e.g. :func:`training_batches`.
+        moments: :func:`moments_function` of ``model``, when the caller keeps one.
 
     Returns:
         ``{layer name: (mean, variance)}`` as float32 arrays of the layer's
@@ -116,7 +128,7 @@ def population_statistics(model: keras.Model, batches: Iterable) -> dict[str, tu
     layers = batch_norm_layers(model)
     if not layers:
         return {}
-    moments = _moments_function(model, layers)
+    moments = moments or moments_function(model)
     sums = [[0.0, 0.0] for _ in layers]
     count = 0
     for images in batches:
@@ -179,5 +191,5 @@ def batch_mode_predictions(model: keras.Model):
 
 
 __all__ = ["MAX_BATCHES", "assign_statistics", "batch_mode_predictions", "batch_norm_layers",
-           "default_batches", "moving_statistics", "population_statistics",
+           "default_batches", "moments_function", "moving_statistics", "population_statistics",
            "statistics_applied", "training_batches"]

@@ -35,7 +35,8 @@ TENSORBOARD = "tensorboard"
 IDENTITY_KEYS = ("arch", "input_shape", "classes", "dataset", "training")
 # training entries that may change between a run and its resume
 RESUMABLE_CHANGES = ("strategy", "cpu_replicas", "steps_per_execution", "jit_compile",
-                     "grad_norms_every", "activations_every", "verbose", "precise_bn")
+                     "grad_norms_every", "activations_every", "verbose", "precise_bn",
+                     "checkpoint_every")
 
 
 def path(run_dir: str, name: str) -> str:

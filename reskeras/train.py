@@ -37,10 +37,16 @@ from reskeras.callbacks.activation_stats import PROBE_EXAMPLES
 from reskeras.data import load_dataset
 from reskeras.recipes import RECIPES, learning_rate_at, make_optimizer, make_plan
 from reskeras.steps import StepFunctions
+from reskeras.trace_cache import CachedRun, TraceCache
 from reskeras.train_config import TrainConfig
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "build_run_model",
+__all__ = ["TrainConfig", "TraceCache", "TrainResult", "TrainingDiverged", "build_run_model",
            "checkpoint_model", "train"]
+
+# training-record fields that do not enter a traced function: runs differing only in
+# these share a TraceCache entry (the plan's total_steps is not in its schedule)
+_PER_RUN_FIELDS = ("seed", "epochs", "total_steps", "checkpoint_every", "precise_bn",
+                   "steps_per_execution", "strategy", "cpu_replicas", "deterministic")
 
 
 class TrainingDiverged(RuntimeError):
@@ -55,11 +61,27 @@ class TrainingDiverged(RuntimeError):
 
 @dataclasses.dataclass
 class TrainResult:
+    """What a run returns.
+
+    ``model`` is the trained model (``None`` for a run that had already finished);
+    under a ``trace_cache`` it is the cache's model, which the next run of the same
+    shapes resets. ``moving_statistics`` holds the BatchNorm moving averages
+    training kept (``{layer: (mean, variance)}``) when ``precise_bn`` replaced them
+    in ``model``; ``seconds`` the wall time of the run's parts:
+    ``{"total", "steps", "trace"}``: ``trace`` is the first compiled training call
+    of a run that traced its step (mostly tracing), ``steps`` every other one.
+    ``functions`` is where callers keep traced functions of ``model`` for later
+    runs (the trace cache entry's; ``None`` without a cache).
+    """
+
     run_dir: str
     status: str  # "finished", "stopped" (a callback asked) or "already finished"
     step: int
     history: list[dict]
     model: keras.Model | None
+    moving_statistics: dict | None = None
+    seconds: dict | None = None
+    functions: dict | None = None
 
 
 def build_run_model(config: dict) -> keras.Model:
@@ -113,9 +135,15 @@ def _load_data(config: TrainConfig):
 class _Run:
     """State of one training run (kept out of the public API)."""
 
-    def __init__(self, config: TrainConfig, callbacks, strategy, initial_weights=None):
+    def __init__(self, config: TrainConfig, callbacks, strategy, initial_weights=None,
+                 trace_cache: TraceCache | None = None):
         config.validate()
         self.config = config
+        self.trace_cache = trace_cache
+        self.cached: CachedRun | None = None
+        self.started = time.perf_counter()
+        self.step_seconds = self.trace_seconds = 0.0
+        self.traced = False
         self.initial_weights = _check_initial_weights(initial_weights)
         self.spec = config.resolve_arch()
         if config.precision == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
@@ -235,27 +263,39 @@ class _Run:
     # -- model, optimizer, checkpoint --------------------------------------
     def build(self) -> None:
         config = self.config
-        keras.utils.set_random_seed(config.seed)
+        set_random_seed(config.seed)
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()  # undone by train() at the end
-        previous_policy = keras.mixed_precision.dtype_policy()
-        with self.strategy.scope():
-            keras.mixed_precision.set_dtype_policy(config.precision)
-            try:
-                self.model = build_run_model(self.record)
-            finally:
-                keras.mixed_precision.set_dtype_policy(previous_policy)
-            if config.sync_bn:
-                for layer in self.model.layers:
-                    if isinstance(layer, keras.layers.BatchNormalization):
-                        layer.synchronized = True
-            optimizer = make_optimizer(self.plan)
-            if config.precision == "mixed_float16":
-                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-            optimizer.build(self.model.trainable_variables)
+        key = self._cache_key() if self.trace_cache is not None else None
+        entry = self.trace_cache.get(key) if key is not None else None
+        if entry is not None:
+            # the weights this seed draws, from a model built as an uncached run builds it
+            fresh = self._build_model()
+            entry.model.set_weights(fresh.get_weights())
+            del fresh
+            for variable, value in zip(entry.optimizer.variables, entry.optimizer_state):
+                variable.assign(value)
+            self.model, self.optimizer, self.steps = entry.model, entry.optimizer, entry.steps
+        else:
+            self.model = self._build_model()
+            with self.strategy.scope():
+                optimizer = make_optimizer(self.plan)
+                if config.precision == "mixed_float16":
+                    optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+                optimizer.build(self.model.trainable_variables)
             self.optimizer = optimizer
+            self.steps = StepFunctions(
+                self.model, self.optimizer, self.strategy, global_batch_size=self.batch,
+                weight_decay=self.plan.weight_decay, jit_compile=config.jit_compile,
+                is_tpu=distribute.strategy_kind(self.strategy) == "tpu")
+            self.traced = True  # this run's first train call traces the step
+            if key is not None:
+                entry = CachedRun(self.model, optimizer, [v.numpy() for v in optimizer.variables],
+                                  self.steps)
+                self.trace_cache.put(key, entry)
+        self.cached = entry
         # as after compile(): callbacks find the optimizer (saved model files do not change)
-        self.model.optimizer = optimizer
+        self.model.optimizer = self.optimizer
         # loss sum, hits, steps and seconds of the current epoch, so a resumed epoch reports
         # the same averages as an uninterrupted one
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -265,11 +305,30 @@ class _Run:
         self.checkpoint_dir = rundir.path(self.run_dir, rundir.CHECKPOINTS)
         write_dir = self.checkpoint_dir if self.chief else _scratch_dir()
         self.manager = tf.train.CheckpointManager(self.checkpoint, write_dir, max_to_keep=3)
-        self.steps = StepFunctions(
-            self.model, self.optimizer, self.strategy, global_batch_size=self.batch,
-            weight_decay=self.plan.weight_decay, jit_compile=config.jit_compile,
-            is_tpu=distribute.strategy_kind(self.strategy) == "tpu")
         self.record["environment"]["xla"] = self.steps.xla
+
+    def _build_model(self) -> keras.Model:
+        """The run's untrained model, under the strategy and the precision policy."""
+        previous_policy = keras.mixed_precision.dtype_policy()
+        with self.strategy.scope():
+            keras.mixed_precision.set_dtype_policy(self.config.precision)
+            try:
+                model = build_run_model(self.record)
+            finally:
+                keras.mixed_precision.set_dtype_policy(previous_policy)
+        if self.config.sync_bn:
+            for layer in model.layers:
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.synchronized = True
+        return model
+
+    def _cache_key(self) -> str:
+        """What the traced functions depend on (see :mod:`reskeras.trace_cache`)."""
+        training = {k: v for k, v in self.record["training"].items() if k not in _PER_RUN_FIELDS}
+        training["plan"] = {k: v for k, v in training["plan"].items() if k != "total_steps"}
+        return json.dumps([self.record["arch"], self.record["input_shape"], self.record["classes"],
+                           training, id(self.strategy), self.replicas,
+                           [type(c).__name__ for c in self.callbacks]], sort_keys=True)
 
     def check_xla(self, new_run: bool) -> None:
         """The XLA lowering check (``--xla auto`` on CPUs), recorded in a new run's config.json.
@@ -356,22 +415,38 @@ class _Run:
         self.check_xla(new_run=state == "new")
         while step < self.total_steps and not self.model.stop_training:
             step = self._epoch(step, callbacks, eval_data)
+        if self.last_checkpoint_step != step:  # checkpoint_every longer than the epoch
+            self.save_checkpoint(step, np.zeros(4))
         status = "finished" if step >= self.total_steps else "stopped"
         precise = self._apply_precise_bn(eval_data, step) if self.config.precise_bn else None
         if self.chief:
             self._finish(status, step, precise)
         callbacks.on_train_end()
+        seconds = {"total": time.perf_counter() - self.started, "steps": self.step_seconds,
+                   "trace": self.trace_seconds}
         return TrainResult(self.run_dir, status, step, rundir.read_metrics(self.run_dir)
-                           if self.chief else [], self.model)
+                           if self.chief else [], self.model,
+                           getattr(self, "moving_statistics", None), seconds,
+                           self.cached.functions if self.cached is not None else None)
 
     def _all_callbacks(self) -> list:
         config, extra = self.config, []
         if config.grad_norms_every:
-            extra.append(GradientNormLogger(config.grad_norms_every))
+            extra.append(self._logger(GradientNormLogger, config.grad_norms_every))
         if config.activations_every:
-            extra.append(ActivationStatsLogger(config.activations_every))
+            extra.append(self._logger(ActivationStatsLogger, config.activations_every))
         self.own_loggers = extra  # released with the run, however it ends
         return self.callbacks + extra
+
+    def _logger(self, kind, every: int):
+        """A new logger, or the cache entry's (hooked into its traced step)."""
+        if self.cached is None:
+            return kind(every)
+        key = (kind.__name__, every)
+        if key not in self.cached.loggers:
+            self.cached.loggers[key] = kind(every)
+            self.cached.loggers[key].persistent = True
+        return self.cached.loggers[key]
 
     def _epoch(self, step: int, callbacks, eval_data) -> int:
         spe, batch = self.steps_per_epoch, self.batch
@@ -393,8 +468,13 @@ class _Run:
                         *(c.record_boundary(step) - step for c in callbacks.callbacks
                           if hasattr(c, "record_boundary")))
             callbacks.on_train_batch_begin(step - epoch * spe)
+            begun = time.perf_counter()
             losses, hits = self.steps.train_chunk(iterator, tf.constant(count))
             losses = losses.numpy()
+            if self.traced:  # the first call of new steps: mostly tracing
+                self.trace_seconds, self.traced = time.perf_counter() - begun, False
+            else:
+                self.step_seconds += time.perf_counter() - begun
             if not np.all(np.isfinite(losses)):
                 bad = step + int(np.argmin(np.isfinite(losses))) + 1
                 callbacks.on_train_batch_end(step + count - epoch * spe - 1, {"loss": np.nan})
@@ -416,7 +496,8 @@ class _Run:
         if self.chief:
             rundir.append_metrics(self.run_dir, record)
             self._summaries(record)
-        self.save_checkpoint(step, np.zeros(4))
+        if every <= spe or step % every == 0:  # the last step is saved by fit()
+            self.save_checkpoint(step, np.zeros(4))
         callbacks.on_epoch_end(epoch, {"loss": record["loss"], "accuracy": record["accuracy"],
                                        "val_loss": record["val_loss"],
                                        "val_accuracy": record["val_accuracy"],
@@ -452,9 +533,13 @@ class _Run:
 
         started = time.perf_counter()
         drawn = self.record["training"]["precise_bn"]
+        functions = self.cached.functions if self.cached is not None else {}
+        if "moments" not in functions:
+            functions["moments"] = precise_bn.moments_function(self.model)
+        self.moving_statistics = precise_bn.moving_statistics(self.model)
         statistics = precise_bn.population_statistics(self.model, precise_bn.training_batches(
             self.data, drawn["batch_size"], seed=self.config.seed, epoch=self.epochs,
-            count=drawn["batches"], augment=self.config.augment))
+            count=drawn["batches"], augment=self.config.augment), moments=functions["moments"])
         precise_bn.assign_statistics(self.model, statistics)
         val_loss, val_hits, val_count = (float(t) for t in self.steps.evaluate(iter(eval_data)))
         entry = {**drawn, "layers": len(statistics), "val_loss": val_loss / val_count,
@@ -495,8 +580,8 @@ class _Run:
         for logger in getattr(self, "own_loggers", []):
             logger.release()  # already done by on_train_end unless an exception skipped it
         steps = getattr(self, "steps", None)
-        if steps is not None:
-            steps.release()
+        if steps is not None and getattr(self, "cached", None) is None:
+            steps.release()  # a cache entry's steps stay with the cache
         self.__dict__.clear()
 
     def _diverged(self, bad_step: int) -> None:
@@ -505,6 +590,33 @@ class _Run:
                 "status": "diverged", "step": bad_step,
                 "last_checkpoint_step": self.last_checkpoint_step})
         raise TrainingDiverged(bad_step, self.last_checkpoint_step, self.run_dir)
+
+
+def set_random_seed(seed: int) -> None:
+    """``keras.utils.set_random_seed``, without emptying TensorFlow's kernel cache.
+
+    ``tf.random.set_seed`` also clears the eager context's cache of instantiated
+    functions, so every traced function (a 56-layer net's train step: 6-7 s on 2
+    cores) is optimized and instantiated again at its next call, even with its
+    trace kept (measured, TF 2.21). The clearing only restarts stateful random
+    kernels created before; nothing the trainer runs holds one (data order and
+    augmentation are functions of the seed and epoch). So the Python, NumPy and
+    Keras seeds are set as Keras sets them and TensorFlow's global seed in its
+    eager context's fields, where TensorFlow has them; otherwise Keras's own call.
+    """
+    from tensorflow.python.eager import context as tf_context
+
+    context = tf_context.context()
+    if not (tf_context.executing_eagerly() and hasattr(context, "_seed")
+            and hasattr(context, "_rng")):
+        keras.utils.set_random_seed(seed)
+        return
+    cleared = context._context_handle
+    context._context_handle = None  # _set_global_seed clears the caches only with a handle
+    try:
+        keras.utils.set_random_seed(seed)
+    finally:
+        context._context_handle = cleared
 
 
 _RESOLVED_STRATEGIES: dict = {}
@@ -557,7 +669,7 @@ def _check_initial_weights(source):
 
 
 def train(config: TrainConfig, *, callbacks=None, strategy=None,
-          initial_weights=None) -> TrainResult:
+          initial_weights=None, trace_cache: TraceCache | None = None) -> TrainResult:
     """Trains (or resumes) the run ``config`` describes.
 
     Args:
@@ -572,6 +684,9 @@ def train(config: TrainConfig, *, callbacks=None, strategy=None,
             initialization before step 0 (Hyperband continues a trial this way). Only a
             run that starts at step 0 uses it; a run that resumes from a checkpoint
             restores the checkpoint instead.
+        trace_cache: a :class:`reskeras.trace_cache.TraceCache` whose model, optimizer
+            and traced steps this run reuses when an earlier run had the same shapes,
+            and keeps for the next one (bitwise the same results as without it).
 
     Returns:
         A :class:`TrainResult`; a run directory whose run already finished is not
@@ -587,9 +702,11 @@ def train(config: TrainConfig, *, callbacks=None, strategy=None,
     deterministic_before = tf_config.is_op_determinism_enabled()
     run = None
     try:
-        run = _Run(config, callbacks, strategy, initial_weights)
+        run = _Run(config, callbacks, strategy, initial_weights, trace_cache)
         return run.fit()
     except BaseException as error:
+        if run is not None and run.cached is not None and not isinstance(error, TrainingDiverged):
+            trace_cache.discard(run.cached)  # a trace an error interrupted is not reused
         _clear_trainer_frames(error.__traceback__)
         raise
     finally:

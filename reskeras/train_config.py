@@ -44,7 +44,8 @@ class TrainConfig:
             with the step lowered to XLA once as a TPU-readiness check), ``True``
             (always XLA) or ``False`` (see ``reskeras.steps``).
         steps_per_execution: train steps per compiled call.
-        checkpoint_every: steps between checkpoints (default: each epoch end only).
+        checkpoint_every: steps between checkpoints (default: one epoch); every epoch
+            end is one too when this is at most an epoch, and so is the last step.
         grad_norms_every: log per-layer gradient norms every N steps
             (:class:`reskeras.callbacks.GradientNormLogger`, ``grad_norms.jsonl``).
         activations_every: log layer responses every N steps

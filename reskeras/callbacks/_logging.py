@@ -38,6 +38,23 @@ def summary_scalar(value) -> np.ndarray:
     return np.asarray(value, np.float64)
 
 
+def scalars_summary(scalars: dict) -> bytes:
+    """One serialized ``Summary`` holding every ``{tag: value}`` as ``tf.summary.scalar`` would.
+
+    Each value is the float32 tensor with the scalars plugin's metadata that
+    ``tf.summary.scalar`` writes, so TensorBoard and ``EventAccumulator`` read the
+    same tags and values; written with one ``write_raw_pb`` per record instead of one
+    eager op per tag (a 56-layer net logs 170 scalars per record: 0.2 s each time).
+    """
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.scalar.summary_v2 import scalar_pb
+
+    summary = summary_pb2.Summary()
+    for tag, value in scalars.items():
+        summary.value.extend(scalar_pb(tag, np.float32(value)).value)
+    return summary.SerializeToString()
+
+
 def finite_or_none(value: float):
     """JSON has no NaN or infinity: non-finite values are written as null."""
     value = float(value)
@@ -62,6 +79,8 @@ class StepLogger(keras.callbacks.Callback):
                              f"Received: log_dir={log_dir!r}")
         self.log_dir = log_dir
         self.history: list[dict] = []
+        # kept by a reskeras.trace_cache entry: release() keeps what was traced for the next run
+        self.persistent = False
         self._reset()
 
     def _reset(self) -> None:
@@ -110,8 +129,10 @@ class StepLogger(keras.callbacks.Callback):
             if board not in self._writers:
                 self._writers[board] = tf.summary.create_file_writer(board)
             with self._writers[board].as_default():
-                for tag, value in scalars.items():
-                    tf.summary.scalar(tag, summary_scalar(value), step=np.int64(step))
+                if scalars:
+                    # an array, not bytes: see summary_scalar on TF's conversion cache
+                    tf.summary.experimental.write_raw_pb(
+                        np.array(scalars_summary(scalars), dtype=object), step=np.int64(step))
                 for tag, value in (histograms or {}).items():
                     tf.summary.histogram(tag, value, step=np.int64(step))
             self._writers[board].flush()
@@ -125,7 +146,9 @@ class StepLogger(keras.callbacks.Callback):
         """Closes the writers and drops what training set up (``on_train_end`` calls it).
 
         The reskeras trainer also calls it on the loggers it created itself when a
-        run ends by an exception, which skips ``on_train_end``.
+        run ends by an exception, which skips ``on_train_end``. A ``persistent``
+        logger (kept by a :class:`reskeras.trace_cache.TraceCache`) keeps its traced
+        functions and hooks for the next run of the same model.
         """
         self._close_writers()
         self._targets = None

@@ -96,6 +96,7 @@ class ActivationStatsLogger(StepLogger):
                 raise ValueError("`probe` must be a non-empty batch of images [N, H, W, C]. "
                                  f"Received: probe with shape {probe.shape}")
         self.probe = probe
+        self._measure = self._measured_model = self._probe = None
         super().__init__(every_n_steps, log_dir)
         self.records: list[dict] = []
 
@@ -113,17 +114,24 @@ class ActivationStatsLogger(StepLogger):
                              "Received: probe=None")
         self.open()
         self.records = []
+        probe = np.asarray(probe, np.float32)[:PROBE_EXAMPLES]
+        if not (self._measured_model is self.model and self._measure is not None
+                and np.array_equal(self._probe.numpy(), probe)):
+            self._trace(probe)  # else a persistent logger, same model and probe: traced
+        self._maybe_record(begin=True)
+
+    def _trace(self, probe) -> None:
         self._entries = measured_tensors(self.model)
         outputs = [tensor for _, _, value in self._entries
                    for tensor in (value if isinstance(value, tuple) else (value,))]
         features = keras.Model(self.model.input, outputs)
         strategy = self.model.distribute_strategy
-        self._probe = tf.constant(np.asarray(probe, np.float32)[:PROBE_EXAMPLES])
+        self._probe = tf.constant(probe)
         self._measure = tf.function(lambda x: strategy.run(
             lambda images: self._statistics(_as_list(features(images, training=False))),
             args=(x,)))
         self._strategy = strategy
-        self._maybe_record(begin=True)
+        self._measured_model = self.model
 
     def _statistics(self, outputs):
         values, outputs = [], iter(outputs)
@@ -145,7 +153,9 @@ class ActivationStatsLogger(StepLogger):
     def release(self) -> None:
         # the traced probe pass, its feature model and the probe would stay with a logger
         # the caller keeps (as callbacks passed to training are): drop them with the run
-        self._measure = self._strategy = self._probe = self._entries = None
+        if not self.persistent:
+            self._measure = self._strategy = self._probe = self._entries = None
+            self._measured_model = None
         super().release()
 
     def _maybe_record(self, begin: bool = False) -> None:

@@ -83,6 +83,7 @@ class GradientNormLogger(StepLogger):
         super()._reset()
         self._optimizer = None
         self._state = None
+        self._layers = None
 
     # -- schedule (the reskeras trainer ends a compiled call after a recorded step)
     def record_boundary(self, step: int) -> int:
@@ -97,8 +98,14 @@ class GradientNormLogger(StepLogger):
                              "or train with reskeras.train). Received: model.optimizer=None")
         self.open()
         self.records = []
-        self._layers = [layer for layer in self.model.layers if layer.trainable_weights]
-        self._hook(_updating_optimizer(optimizer))
+        layers = [layer for layer in self.model.layers if layer.trainable_weights]
+        if self._optimizer is _updating_optimizer(optimizer) and layers == self._layers:
+            # a persistent logger, the same model and optimizer: the traced step still
+            # writes into this hook's variables
+            self._recorded_step.assign(-1)
+        else:
+            self._layers = layers
+            self._hook(_updating_optimizer(optimizer))
         self._read_step = int(self._recorded_step.numpy())
         if hasattr(self.model, "make_train_function") and getattr(self.model, "compiled", False):
             self.model.make_train_function(force=True)  # retrace with the hook
@@ -111,7 +118,8 @@ class GradientNormLogger(StepLogger):
         super().on_train_end(logs)
 
     def release(self) -> None:
-        self._unhook()
+        if not self.persistent:
+            self._unhook()
         super().release()
 
     # -- in the compiled step --------------------------------------------------

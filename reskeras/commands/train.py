@@ -80,7 +80,7 @@ def add_parser(subparsers, name: str) -> None:
     run.add_argument("--no-xla", action="store_true", help="same as --xla off")
     run.add_argument("--steps-per-execution", type=int, help="steps per compiled call (8)")
     run.add_argument("--checkpoint-every", type=int, help="steps between checkpoints "
-                                                           "(default: each epoch)")
+                     "(default: each epoch; the last step is always one)")
     run.add_argument("--grad-norms-every", type=int, metavar="N",
                      help="log per-layer gradient norms every N steps (grad_norms.jsonl)")
     run.add_argument("--activations-every", type=int, metavar="N",

@@ -239,32 +239,38 @@ def identity_task_study(config) -> dict | None:
                          seeds=tuple(settings.pop("seeds")), **settings)
 
 
-def _timed(log, label: str, function, *args):
-    started = time.perf_counter()
-    value = function(*args)
-    log(f"  {label}: {time.perf_counter() - started:.0f} s")
-    return value
+def analyse(config, results: dict, data, log=print, timings: dict | None = None) -> dict:
+    """Fills ``results`` with the analyses and the verdict, writes figures and the report.
 
-
-def analyse(config, results: dict, data, log=print) -> dict:
-    """Fills ``results`` with the analyses and the verdict, writes figures and the report."""
+    ``timings`` receives the seconds of each analysis, by name.
+    """
     from reskeras.analysis import plots
     from reskeras.study.report.writer import write_report
     from reskeras.study.report.figures import write_study_figures
 
+    timings = {} if timings is None else timings
+
+    def timed(label: str, function, *args):
+        started = time.perf_counter()
+        value = function(*args)
+        timings[label] = time.perf_counter() - started
+        log(f"  {label}: {timings[label]:.0f} s")
+        return value
+
     for name, function in (("lesion", lesions), ("shattering", shattering),
                            ("landscape", landscape)):
-        results[name] = _timed(log, name, function, config, results, data) \
+        results[name] = timed(name, function, config, results, data) \
             if name in config.analyses else None
     if {"distances", "sharpness"} & set(config.analyses):
-        _timed(log, "distances and sharpness", cell_measures, config, results, data)
-    results["identity_task"] = _timed(log, "identity task", identity_task_study, config) \
+        timed("distances and sharpness", cell_measures, config, results, data)
+    results["identity_task"] = timed("identity task", identity_task_study, config) \
         if "identity_task" in config.analyses else None
     results["groups"] = group_cells(results["cells"])
     results["verdict"] = verdict(results)
     results["criteria"] = results["verdict"]["criteria"]
     results["notes"] = NOTES
     figures_dir = rundir.path(config.out, "figures")
+    started = time.perf_counter()
     figures = write_study_figures(results, figures_dir)
     twins = _twins(results)
     if twins:
@@ -273,6 +279,7 @@ def analyse(config, results: dict, data, log=print) -> dict:
                               ("responses", plots.plot_layer_responses)):
             function(runs, rundir.path(figures_dir, f"{key}.png"))
             figures[key] = f"figures/{key}.png"
+    timings["figures"] = time.perf_counter() - started
     write_report(results, config.out, figures)
     rundir.write_json(rundir.path(config.out, "results.json"), results)
     rundir.write_json(rundir.path(config.out, "verdict.json"), results["verdict"])

@@ -39,7 +39,7 @@ from reskeras.study.analyses import analyse, trained_model
 from reskeras.study.cells import INTERVENTION_TWINS, INTERVENTIONS, Cell
 from reskeras.study.criteria import TRAIN_ERROR
 from reskeras.study.measures.gradient_flow import gradient_summary
-from reskeras.study.measures.training_error import split_errors
+from reskeras.study.measures.training_error import Predictors, model_errors
 
 ANALYSES = ("lesion", "shattering", "landscape", "distances", "sharpness", "identity_task")
 _QUICK = {"dataset": "digits", "depths": (8, 20, 56), "batch_norm": (True, False),
@@ -51,6 +51,9 @@ _QUICK = {"dataset": "digits", "depths": (8, 20, 56), "batch_norm": (True, False
           # minutes on a slow 2-core day
           "recipe": "adam", "epochs": 8, "steps": None, "batch_size": 128,
           "grad_norms_every": 11, "activations_every": 44, "sharpness_seeds": 1,
+          # a checkpoint costs 0.3 s against 1.2 s for an 11-step epoch of plain-56: every
+          # 8 epochs and at the last step (a killed study redoes at most 8 epochs of a cell)
+          "checkpoint_every": 88,
           # depth 32 doubles the task's time and, at this budget, neither stack keeps its input
           "identity_task": {"depths": (1, 2, 4, 8, 16), "seeds": (0,)}}
 PRESETS = {
@@ -91,6 +94,7 @@ class StudyConfig:
     strategy: str = "auto"
     analyses: tuple[str, ...] = ANALYSES
     sharpness_seeds: int = 1  # how many of ``deep_seeds`` the Hessian is measured on
+    checkpoint_every: int | None = None  # steps between a cell's checkpoints (None: one epoch)
     # batches precise BN statistics average over (None: one epoch, at most 200)
     precise_bn_batches: int | None = None
     identity_task: dict = dataclasses.field(
@@ -140,6 +144,8 @@ class StudyConfig:
                                  f"Received: {key}={list(seeds)}")
         check_int("batch_size", self.batch_size, 1)
         check_int("sharpness_seeds", self.sharpness_seeds, 1)
+        if self.checkpoint_every is not None:
+            check_int("checkpoint_every", self.checkpoint_every, 1)
         if self.precise_bn_batches is not None:
             check_int("precise_bn_batches", self.precise_bn_batches, 1)
         if self.image_size is not None:
@@ -177,18 +183,35 @@ def grid(config: StudyConfig) -> list[Cell]:
     return cells
 
 
+def training_order(cells: list[Cell]) -> list[Cell]:
+    """The cells with every seed of a configuration in a row, groups in grid order.
+
+    Cells of one group share their architecture and recipe, so consecutive ones reuse
+    the first one's model and traced steps (:class:`reskeras.trace_cache.TraceCache`).
+    """
+    groups: dict[str, list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault(cell.group, []).append(cell)
+    return [cell for group in groups.values() for cell in group]
+
+
 def cell_dir(config: StudyConfig, cell: Cell) -> str:
     return rundir.path(rundir.path(config.out, "runs"), cell.name)
 
 
-def train_cell(config: StudyConfig, cell: Cell, verbose: int = 0) -> str:
-    """Trains (or resumes, or reuses) one cell; returns its status."""
+def train_cell(config: StudyConfig, cell: Cell, verbose: int = 0, *, trace_cache=None):
+    """Trains (or resumes, or reuses) one cell.
+
+    Returns:
+        ``(status, result)``: the :class:`reskeras.train.TrainResult` of a run that
+        trained now (its model in memory), ``None`` for a diverged or reused cell.
+    """
     from reskeras.train import TrainConfig, TrainingDiverged, train
 
     out = cell_dir(config, cell)
     summary = rundir.read_summary(out) if _exists(out) else None
     if summary and summary.get("status") == "diverged":
-        return "diverged"
+        return "diverged", None
     fields = cell.train_fields()
     if "lr_factor" in fields:
         fields["lr"] = fields.pop("lr_factor") * scaled_lr(config.recipe, config.batch_size)
@@ -201,10 +224,12 @@ def train_cell(config: StudyConfig, cell: Cell, verbose: int = 0) -> str:
             strategy=config.strategy,
             grad_norms_every=config.grad_norms_every,
             activations_every=config.activations_every, precise_bn=True,
-            precise_bn_batches=config.precise_bn_batches, verbose=verbose, **fields))
+            precise_bn_batches=config.precise_bn_batches, checkpoint_every=config.checkpoint_every,
+            verbose=verbose, **fields), trace_cache=trace_cache)
     except TrainingDiverged:
-        return "diverged"
-    return "finished" if result.status in ("finished", "already finished") else result.status
+        return "diverged", None
+    status = "finished" if result.status in ("finished", "already finished") else result.status
+    return status, (result if result.model is not None else None)
 
 
 def _exists(out: str) -> bool:
@@ -212,8 +237,13 @@ def _exists(out: str) -> bool:
     return tf.io.gfile.exists(rundir.path(out, rundir.CONFIG))
 
 
-def cell_results(config: StudyConfig, cell: Cell, status: str, data) -> dict:
-    """The numbers of one trained cell (see the report schema)."""
+def cell_results(config: StudyConfig, cell: Cell, status: str, data, trained=None) -> dict:
+    """The numbers of one trained cell (see the report schema).
+
+    ``trained``: the cell's :class:`reskeras.train.TrainResult` when it trained in this
+    process; its errors are then measured on the model in memory, else on
+    ``model.keras`` and the checkpoint's moving averages (the same numbers).
+    """
     out = cell_dir(config, cell)
     metrics = rundir.read_metrics(out) if _exists(out) else []
     grads_file = rundir.path(out, "grad_norms.jsonl")
@@ -230,12 +260,19 @@ def cell_results(config: StudyConfig, cell: Cell, status: str, data) -> dict:
              "gradient": gradient_summary(records), "measures": None, "errors": None,
              "precise_bn": None}
     if status == "finished":
-        from reskeras.train import checkpoint_model
-
-        model = trained_model(config, entry)  # model.keras: precise BN statistics
         drawn = rundir.read_config(out)["training"]["precise_bn"]
-        errors = split_errors(checkpoint_model(out), model, data,
-                              batch_size=drawn["batch_size"])
+        if trained is not None:
+            model, moving = trained.model, trained.moving_statistics or {}
+            kept = trained.functions if trained.functions is not None else {}
+            predictors = kept.setdefault("predictors", Predictors(model))
+        else:
+            from reskeras.precise_bn import moving_statistics
+            from reskeras.train import checkpoint_model
+
+            model = trained_model(config, entry)  # model.keras: precise BN statistics
+            moving, predictors = moving_statistics(checkpoint_model(out)), None
+        errors = model_errors(model, moving, data, batch_size=drawn["batch_size"],
+                              predictors=predictors)
         entry["params"] = int(sum(np.prod(v.shape) for v in model.trainable_weights))
         entry["errors"] = {"steps": metrics[-1]["step"] if metrics else None, **errors}
         entry["precise_bn"] = rundir.read_summary(out)["precise_bn"]
@@ -247,7 +284,8 @@ def cell_results(config: StudyConfig, cell: Cell, status: str, data) -> dict:
 
 STUDY_FILE = "study.json"
 # may change when a study is re-run: they decide how cells run and what is measured afterwards
-_EXECUTION = ("strategy", "analyses", "sharpness_seeds", "identity_task")
+_EXECUTION = ("strategy", "analyses", "sharpness_seeds", "identity_task", "checkpoint_every")
+TIMINGS_FILE = "timings.json"
 
 
 def check_study_dir(config: StudyConfig) -> None:
@@ -288,27 +326,53 @@ def run_study(config: StudyConfig, *, log=print, verbose: int = 0) -> dict:
     check_study_dir(config)
     record = json.loads(json.dumps(dataclasses.asdict(config)))
     rundir.write_json(rundir.path(config.out, STUDY_FILE), record)
+    from reskeras.trace_cache import TraceCache
+
     cells = grid(config)
-    statuses = {}
-    for number, cell in enumerate(cells, 1):
-        begun = time.perf_counter()
-        log(f"[{number}/{len(cells)}] {cell.name}: training", end="", flush=True)
-        statuses[cell] = train_cell(config, cell, verbose=verbose)
-        log(f" -> {statuses[cell]} ({time.perf_counter() - begun:.0f} s)")
+    entries, timings = {}, {"cells": {}, "analyses": {}}
+    cache = TraceCache(max_entries=1)  # the cells of one group train in a row
+    try:
+        for number, cell in enumerate(training_order(cells), 1):
+            begun = time.perf_counter()
+            log(f"[{number}/{len(cells)}] {cell.name}: training", end="", flush=True)
+            status, trained = train_cell(config, cell, verbose=verbose, trace_cache=cache)
+            evaluated = time.perf_counter()
+            entries[cell] = cell_results(config, cell, status, data, trained)
+            timings["cells"][cell.name] = cell_timing(
+                trained, time.perf_counter() - begun, time.perf_counter() - evaluated)
+            log(f" -> {status} ({time.perf_counter() - begun:.0f} s)")
+    finally:
+        cache.clear()
     results = {"preset": config.preset, "dataset": config.dataset, "recipe": config.recipe,
                "steps": None, "batch_size": config.batch_size, "classes": data.info.classes,
                "seeds": list(config.seeds), "deep_seeds": list(config.deep_seeds),
                "interventions": list(config.interventions),
                "intervention_seeds": list(config.intervention_seeds),
                "study_dir": config.out, "cells": []}
-    begun = time.perf_counter()
-    for cell in cells:
-        results["cells"].append(cell_results(config, cell, statuses[cell], data))
-    log(f"evaluated {len(cells)} cells ({time.perf_counter() - begun:.0f} s)")
+    results["cells"] = [entries[cell] for cell in cells]
     finished = [c for c in results["cells"] if c["curve"]]
     results["steps"] = max((c["curve"][-1]["step"] for c in finished), default=0)
     log("analysing: " + ", ".join(("gradient flow", "degradation",
                                     *(a.replace("_", " ") for a in config.analyses))))
-    analyse(config, results, data, log=log)
-    results["seconds"] = time.perf_counter() - started
+    results["timings"] = timings
+    timings["training_seconds"] = time.perf_counter() - started
+    analyse(config, results, data, log=log, timings=timings["analyses"])
+    results["seconds"] = timings["seconds"] = time.perf_counter() - started
+    rundir.write_json(rundir.path(config.out, TIMINGS_FILE), timings)
     return results
+
+
+def cell_timing(trained, seconds: float, evaluation: float) -> dict:
+    """Where one cell's wall time went (``timings.json``).
+
+    ``training_seconds`` are the compiled training calls after a first one that traced;
+    ``overhead_seconds`` everything else of the cell: building, tracing, per-epoch test
+    passes, logging, checkpoints, precise BN statistics, saving and the error
+    measurements (``evaluation_seconds``). A cell reused from an earlier run trained
+    no step now.
+    """
+    spent = trained.seconds if trained is not None else {"steps": 0.0, "trace": 0.0}
+    return {"steps": trained.step if trained is not None else 0, "reused": trained is None,
+            "seconds": seconds, "training_seconds": spent["steps"],
+            "trace_seconds": spent["trace"], "evaluation_seconds": evaluation,
+            "overhead_seconds": seconds - spent["steps"]}

@@ -135,7 +135,7 @@ def test_intervention_cells_train_with_their_change(monkeypatch):
     from reskeras import train as train_module
     seen = {}
 
-    def fake_train(config):
+    def fake_train(config, **kwargs):
         seen[config.out.rsplit("/", 1)[-1]] = config
         raise train_module.TrainingDiverged("stop", 0, config.out)
 
@@ -143,7 +143,7 @@ def test_intervention_cells_train_with_their_change(monkeypatch):
     config = StudyConfig.from_preset("quick", "/nonexistent/s", depths=(8,))
     from reskeras.study.run import train_cell
     for cell in grid(config):
-        assert train_cell(config, cell) == "diverged"
+        assert train_cell(config, cell) == ("diverged", None)
     assert (seen["plain8-bn-dirac-s0"].init, seen["plain8-bn-dirac-s0"].plain) == ("dirac", True)
     assert seen["plain8-nobn-dirac-s0"].batch_norm is False
     skip = seen["resnet8-nobn-skipinit-s0"]
@@ -242,7 +242,9 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
         ["plain8-bn-s0", "resnet8-bn-s0", "plain8-bn-dirac-s0"] == [c.name for c in grid(config)]
     assert all(c["status"] == "finished" for c in results["cells"])
     assert sorted(os.listdir(out)) == ["figures", "report.html", "report.md", "results.json",
-                                       "runs", "study.json", "summary.csv", "verdict.json"]
+                                       "runs", "study.json", "summary.csv", "timings.json",
+                                       "verdict.json"]
+    _check_timings(out, results)
     saved = json.loads((out / "verdict.json").read_text())
     assert set(saved) >= {"degradation", "vanishing_gradients", "exploding_at_init", "answer",
                           "hypotheses", "hypothesis_seeds"}
@@ -277,8 +279,12 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
     mtimes = {p: p.stat().st_mtime for p in (out / "runs").glob("*/model.keras")}
     again = run_study(config, log=lambda *a, **k: None)
     assert {p: p.stat().st_mtime for p in (out / "runs").glob("*/model.keras")} == mtimes
+    # the errors measured on the nets in memory equal those of the saved files, exactly
+    assert [c["errors"] for c in again["cells"]] == [c["errors"] for c in results["cells"]]
     assert [c["final_train_error"] for c in again["cells"]] == \
         [c["final_train_error"] for c in results["cells"]]
+    assert all(t == {**t, "steps": 0, "reused": True, "training_seconds": 0.0,
+                     "trace_seconds": 0.0} for t in again["timings"]["cells"].values())
     # the same directory with other settings is refused before anything is written
     other = StudyConfig.from_preset("quick", str(out), **{**TINY, "depths": (8, 20)})
     with pytest.raises(ValueError, match=r"`out` holds another study \(depths"):
@@ -290,6 +296,29 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
     assert exported.report.ok
     assert exported.metadata["user"] == {"study": str(out), "cell": best["name"],
                                          "final_test_error": best["final_test_error"]}
+
+
+def _check_timings(out, results):
+    """timings.json: every cell (its steps and seconds), every analysis, and the report's table."""
+    timings = json.loads((out / "timings.json").read_text())
+    assert timings == json.loads(json.dumps(results["timings"]))
+    cells = timings["cells"]
+    assert sorted(cells) == ["plain8-bn-dirac-s0", "plain8-bn-s0", "resnet8-bn-s0"]
+    for entry in cells.values():
+        assert set(entry) == {"steps", "reused", "seconds", "training_seconds", "trace_seconds",
+                              "evaluation_seconds", "overhead_seconds"}
+        assert (entry["steps"], entry["reused"]) == (8, False)
+        # each cell is the first of its group here: it traced its step
+        assert 0 < entry["training_seconds"] < entry["seconds"]
+        assert 0 < entry["trace_seconds"] < entry["overhead_seconds"]
+        assert entry["overhead_seconds"] == pytest.approx(
+            entry["seconds"] - entry["training_seconds"])
+    assert set(timings["analyses"]) == {"lesion", "shattering", "landscape",
+                                        "distances and sharpness", "identity task", "figures"}
+    assert timings["seconds"] >= timings["training_seconds"] + sum(timings["analyses"].values())
+    report = (out / "report.md").read_text()
+    assert report.index("## How to reproduce") < report.index("## Where the time went")
+    assert "| training steps |" in report and "| identity task |" in report
 
 
 def _keras_error(model, images, labels, preprocessing) -> float:

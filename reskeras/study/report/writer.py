@@ -5,7 +5,7 @@ and the answer (``verdict["answer"]``), the verdict and its criteria, the *why*
 (``verdict["hypotheses"]``: each explanation, its test and verdict, with the
 figures of :mod:`reskeras.study.report.why_figures`), degradation, gradient flow, layer
 responses, lesions, shattering, the loss landscape, the groups (seeds pooled),
-the cells, the caveats and how to reproduce. ``report.md`` references the figures
+the cells, the caveats, how to reproduce and where the time went. ``report.md`` references the figures
 by relative path (``figures/*.png``); ``report.html`` embeds them as base64 data
 URIs with inline CSS, so it opens offline as one file. Files go through
 ``tf.io.gfile`` (or ``gs://``). Results of studies that predate the interventions
@@ -34,6 +34,7 @@ from reskeras.study.report.text import (
 from reskeras.study.report.render import render_html, render_markdown
 from reskeras.study.report.why import budget, group_blocks, why_blocks
 from reskeras.study.report.figure_style import diverged_label
+from reskeras.study.report.time_table import time_blocks
 from reskeras.study.report.twin_figures import FAMILIES
 
 _GRADIENT_COLUMNS = ("first_last_ratio_init", "first_last_ratio_median", "log10_slope_init")
@@ -294,7 +295,7 @@ def report_blocks(results: dict, figures: dict) -> list[tuple]:
                ("p", "Re-running the same command in the same directory reuses the finished "
                      "cells and remakes this report; `study.json` holds the exact settings."),
                ("code", _reproduce(results))]
-    return blocks
+    return blocks + time_blocks(results)
 
 
 def write_summary_csv(results: dict, path: str) -> str:

@@ -1,0 +1,157 @@
+"""Trace reuse: cached runs equal uncached ones bit for bit; the cache's rules; seeding."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import reskeras  # noqa: F401
+from reskeras._backend import keras
+from reskeras.trace_cache import TraceCache
+from reskeras.train import TrainConfig, set_random_seed, train
+
+SEEDS = (0, 1, 2)
+
+
+def _config(out, seed, **overrides):
+    values = dict(out=str(out), depth=8, family="cifar", plain=True, batch_norm=True,
+                  dataset="digits", steps=22, batch_size=128, recipe="adam", seed=seed,
+                  verbose=0, grad_norms_every=11, activations_every=11, precise_bn=True,
+                  precise_bn_batches=3)
+    return TrainConfig(**{**values, **overrides})
+
+
+def _run_files(run):
+    """What a run leaves that must not depend on the cache (seconds aside)."""
+    metrics = [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+               for line in open(run / "metrics.jsonl")]
+    logs = {name: (run / name).read_text() for name in ("grad_norms.jsonl", "activations.jsonl")}
+    summary = json.loads((run / "summary.json").read_text())
+    summary["precise_bn"].pop("seconds")
+    return metrics, logs, summary["precise_bn"]
+
+
+@pytest.fixture(scope="module")
+def cached_and_plain(tmp_path_factory):
+    """Three seeds through one TraceCache, then the same three without it."""
+    root = tmp_path_factory.mktemp("trace-cache")
+    cache = TraceCache()
+    runs = {}
+    for seed in SEEDS:
+        result = train(_config(root / f"cached{seed}", seed), trace_cache=cache)
+        runs["cached", seed] = result.model.get_weights(), result.moving_statistics, \
+            result.seconds, _run_files(root / f"cached{seed}")
+    entry = cache.get(next(iter(cache._entries)))
+    tracings = entry.steps.train_chunk.experimental_get_tracing_count()
+    hits, misses = cache.hits - 1, cache.misses  # the get() above counted a hit
+    cache.clear()
+    for seed in SEEDS:
+        result = train(_config(root / f"plain{seed}", seed))
+        runs["plain", seed] = result.model.get_weights(), result.moving_statistics, \
+            result.seconds, _run_files(root / f"plain{seed}")
+    return runs, tracings, hits, misses, root
+
+
+def test_cached_runs_end_with_bitwise_the_weights_logs_and_metrics_of_uncached_runs(
+        cached_and_plain):
+    runs, tracings, hits, misses, root = cached_and_plain
+    assert (hits, misses, tracings) == (2, 1, 1)  # one trace served three seeds
+    for seed in SEEDS:
+        cached, plain = runs["cached", seed], runs["plain", seed]
+        assert len(cached[0]) == len(plain[0]) > 0
+        assert all(np.array_equal(a, b) for a, b in zip(cached[0], plain[0]))
+        assert cached[1].keys() == plain[1].keys() and all(
+            np.array_equal(a, b) for name in cached[1]
+            for a, b in zip(cached[1][name], plain[1][name]))
+        assert cached[3] == plain[3]  # metrics, gradient norms, layer responses, precise BN
+        # and model.keras, the run's product, holds the same weights
+        saved = [keras.models.load_model(root / f"{kind}{seed}" / "model.keras",
+                                         compile=False).get_weights()
+                 for kind in ("cached", "plain")]
+        assert all(np.array_equal(a, b) for a, b in zip(*saved))
+    # different seeds really are different runs
+    assert not np.array_equal(runs["cached", 0][0][0], runs["cached", 1][0][0])
+
+
+def test_only_the_first_run_of_a_shape_traces(cached_and_plain):
+    runs = cached_and_plain[0]
+    assert runs["cached", 0][2]["trace"] > 0
+    assert [runs["cached", seed][2]["trace"] for seed in SEEDS[1:]] == [0.0, 0.0]
+    assert all(runs["plain", seed][2]["trace"] > 0 for seed in SEEDS)
+    assert all(0 < runs[kind, seed][2]["steps"] < runs[kind, seed][2]["total"]
+               for kind in ("cached", "plain") for seed in SEEDS)
+
+
+def test_other_shapes_or_recipes_get_their_own_entry_and_the_oldest_is_released(tmp_path):
+    cache = TraceCache(max_entries=1)
+    first = train(_config(tmp_path / "a", 0), trace_cache=cache)
+    kept = first.model
+    train(_config(tmp_path / "b", 0, lr=1e-4), trace_cache=cache)  # another plan
+    assert (cache.hits, cache.misses, len(cache)) == (0, 2, 1)
+    third = train(_config(tmp_path / "c", 0), trace_cache=cache)  # released: built again
+    assert (cache.hits, cache.misses) == (0, 3) and third.model is not kept
+    fourth = train(_config(tmp_path / "d", 1, steps=11), trace_cache=cache)  # budget and seed
+    assert (cache.hits, cache.misses) == (1, 3) and fourth.model is third.model
+    cache.clear()
+    assert len(cache) == 0
+
+
+def test_a_run_that_fails_leaves_no_entry_behind(tmp_path):
+    class Boom(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError("boom")
+
+    cache = TraceCache()
+    with pytest.raises(RuntimeError, match="boom"):
+        train(_config(tmp_path / "a", 0), trace_cache=cache, callbacks=[Boom()])
+    assert len(cache) == 0
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, None])
+def test_bad_max_entries(value):
+    with pytest.raises(ValueError, match=rf"`max_entries` must be a positive integer\. "
+                                         rf"Received: max_entries={value!r}$"):
+        TraceCache(max_entries=value)
+
+
+def test_set_random_seed_seeds_as_keras_does_and_keeps_tensorflow_kernels(monkeypatch):
+    from tensorflow.python import pywrap_tfe
+    from tensorflow.python.framework import random_seed
+
+    def draws():
+        return (random.random(), np.random.random(), random_seed.get_seed(7),
+                keras.random.normal((3,)).numpy().tolist())
+
+    cleared = []
+    original = pywrap_tfe.TFE_ContextClearCaches
+    monkeypatch.setattr(pywrap_tfe, "TFE_ContextClearCaches",
+                        lambda handle: (cleared.append(handle), original(handle)))
+    keras.utils.set_random_seed(5)
+    expected = draws()
+    assert len(cleared) == 1  # Keras's call empties TensorFlow's kernel cache
+    set_random_seed(5)
+    assert draws() == expected  # the same Python, NumPy, TensorFlow and Keras draws
+    assert len(cleared) == 1  # ours keeps every instantiated function
+    set_random_seed(6)
+    assert random_seed.get_seed(7)[0] == 6 and len(cleared) == 1
+
+
+def test_checkpoints_every_n_steps_longer_than_an_epoch_and_at_the_last_step(tmp_path):
+    out = tmp_path / "run"
+    train(_config(out, 0, steps=33, checkpoint_every=22, grad_norms_every=None,
+                  activations_every=None))  # 3 epochs of 11 steps
+    saved = sorted(int(name.split("-")[1].split(".")[0])
+                   for name in os.listdir(out / "checkpoints") if name.endswith(".index"))
+    assert saved == [22, 33]
+    assert [json.loads(line)["step"] for line in open(out / "metrics.jsonl")] == [11, 22, 33]
+    config = json.loads((out / "config.json").read_text())
+    assert config["training"]["checkpoint_every"] == 22
+    # the interval may change on a resume (it changes no number)
+    from reskeras import rundir
+    other = dict(config, training={**config["training"], "checkpoint_every": 11})
+    assert rundir.config_mismatch(config, other) is None
