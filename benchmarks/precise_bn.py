@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -31,14 +30,8 @@ from reskeras.data import load_dataset  # noqa: E402
 from reskeras.study.measures.training_error import split_errors  # noqa: E402
 from reskeras.train import TrainConfig, checkpoint_model, train  # noqa: E402
 
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            return next(line.split(":", 1)[1].strip() for line in handle
-                        if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 def measure(model: str, steps: int, seed: int, root: str) -> dict:
@@ -60,7 +53,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[88, 1408])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    print(f"CPU: {_cpu()}, {os.cpu_count()} cores; digits, batch 128, Adam 1e-3, "
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; digits, batch 128, Adam 1e-3, "
           f"seed {args.seed}")
     header = ("| net | steps | train error: EMA | batch | precise | gap (points) "
               "| test error: EMA | precise | precise BN s | training s | ratio |")

@@ -30,25 +30,18 @@ import argparse
 import inspect
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+from machine import cpu_model  # benchmarks/machine.py
+
 GRID = [(depth, steps, seed) for depth in (8, 56) for steps in (88, 704) for seed in (0, 1)]
 REFERENCE_STEPS = 40
 FIRST = {GRID.index((depth, 88, 0)) for depth in (8, 56)}  # the cells that trace, with reuse
 
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            return next(line.split(":", 1)[1].strip() for line in handle
-                        if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 # -- the worker: one code version, one process -------------------------------------------
@@ -178,7 +171,7 @@ def _export(ref: str) -> str:
 
 def _table(results: dict) -> None:
     labels = list(results)
-    print(f"CPU: {_cpu()}, {os.cpu_count()} cores; grid: plain BN nets, digits 8x8, batch 128, "
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; grid: plain BN nets, digits 8x8, batch 128, "
           "Adam; seconds per cell")
     print("| cell | steps | " + " | ".join(f"{label}: overhead / training (s)"
                                             for label in labels) + " | overhead ratio |")

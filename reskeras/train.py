@@ -266,7 +266,9 @@ class _Run:
         set_random_seed(config.seed)
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()  # undone by train() at the end
-        key = self._cache_key() if self.trace_cache is not None else None
+        # callbacks may hook into the traced step (as the gradient-norm logger does): a run
+        # given some neither reads nor fills the cache
+        key = self._cache_key() if self.trace_cache is not None and not self.callbacks else None
         entry = self.trace_cache.get(key) if key is not None else None
         if entry is not None:
             # the weights this seed draws, from a model built as an uncached run builds it
@@ -327,8 +329,7 @@ class _Run:
         training = {k: v for k, v in self.record["training"].items() if k not in _PER_RUN_FIELDS}
         training["plan"] = {k: v for k, v in training["plan"].items() if k != "total_steps"}
         return json.dumps([self.record["arch"], self.record["input_shape"], self.record["classes"],
-                           training, id(self.strategy), self.replicas,
-                           [type(c).__name__ for c in self.callbacks]], sort_keys=True)
+                           training, id(self.strategy), self.replicas], sort_keys=True)
 
     def check_xla(self, new_run: bool) -> None:
         """The XLA lowering check (``--xla auto`` on CPUs), recorded in a new run's config.json.
@@ -686,7 +687,8 @@ def train(config: TrainConfig, *, callbacks=None, strategy=None,
             restores the checkpoint instead.
         trace_cache: a :class:`reskeras.trace_cache.TraceCache` whose model, optimizer
             and traced steps this run reuses when an earlier run had the same shapes,
-            and keeps for the next one (bitwise the same results as without it).
+            and keeps for the next one (bitwise the same results as without it). A run
+            given ``callbacks`` does not use it (a callback may hook into the step).
 
     Returns:
         A :class:`TrainResult`; a run directory whose run already finished is not

@@ -11,7 +11,7 @@ MODULES = ("reskeras.study.criteria", "reskeras.study.cells",
            "reskeras.study.measures.gradient_flow", "reskeras.study.measures.block_graph",
            "reskeras.study.judgment.hypotheses", "reskeras.study.report.figure_style",
            "reskeras.study.report.text", "reskeras.study.report.render", "export.serving",
-           "reskeras.analysis.records")
+           "reskeras.analysis.records", "reskeras.trace_cache", "reskeras.study.report.time_table")
 
 
 @pytest.mark.parametrize("name", MODULES)
