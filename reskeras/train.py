@@ -612,12 +612,16 @@ def set_random_seed(seed: int) -> None:
             and hasattr(context, "_rng")):
         keras.utils.set_random_seed(seed)
         return
-    cleared = context._context_handle
+    handle = context._context_handle
     context._context_handle = None  # _set_global_seed clears the caches only with a handle
     try:
         keras.utils.set_random_seed(seed)
+        return
+    except Exception:  # noqa: BLE001  (a TensorFlow that needs the handle there: the public way)
+        pass
     finally:
-        context._context_handle = cleared
+        context._context_handle = handle
+    keras.utils.set_random_seed(seed)
 
 
 _RESOLVED_STRATEGIES: dict = {}

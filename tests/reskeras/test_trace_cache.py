@@ -142,6 +142,7 @@ def test_set_random_seed_seeds_as_keras_does_and_keeps_tensorflow_kernels(monkey
         return (random.random(), np.random.random(), random_seed.get_seed(7),
                 keras.random.normal((3,)).numpy().tolist())
 
+    (tf.zeros(2) + 1).numpy()  # an initialized eager context (its caches exist)
     cleared = []
     original = pywrap_tfe.TFE_ContextClearCaches
     monkeypatch.setattr(pywrap_tfe, "TFE_ContextClearCaches",
