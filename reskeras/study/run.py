@@ -264,7 +264,9 @@ def cell_results(config: StudyConfig, cell: Cell, status: str, data, trained=Non
         if trained is not None:
             model, moving = trained.model, trained.moving_statistics or {}
             kept = trained.functions if trained.functions is not None else {}
-            predictors = kept.setdefault("predictors", Predictors(model))
+            if "predictors" not in kept:  # traced once per cached model
+                kept["predictors"] = Predictors(model)
+            predictors = kept["predictors"]
         else:
             from reskeras.precise_bn import moving_statistics
             from reskeras.train import checkpoint_model
