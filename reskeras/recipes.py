@@ -136,6 +136,22 @@ class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
                 "boundaries": list(self.boundaries)}
 
 
+def budget_free(recipe: str, *, global_batch_size: int, steps_per_epoch: int,
+                totals, lr: float | None = None) -> bool:
+    """Whether the recipe's rate is the same at every step for each budget in ``totals``
+    (no step decay, the same warmup): then one run, extended, can be read at each.
+
+    >>> budget_free("adam", global_batch_size=128, steps_per_epoch=11, totals=(88, 1408))
+    True
+    >>> budget_free("paper", global_batch_size=128, steps_per_epoch=11, totals=(88, 1408))
+    False
+    """
+    plans = {dataclasses.replace(make_plan(recipe, global_batch_size=global_batch_size,
+                                           total_steps=total, steps_per_epoch=steps_per_epoch,
+                                           lr=lr), total_steps=0) for total in totals}
+    return len(plans) == 1 and not plans.pop().boundaries
+
+
 def learning_rate_at(plan: TrainingPlan, step: int) -> float:
     """The rate the optimizer uses at ``step`` (host-side, for logs)."""
     schedule = WarmupStepDecay(plan.base_lr, plan.warmup_steps, plan.boundaries)

@@ -157,6 +157,45 @@ def config_mismatch(saved: dict, new: dict) -> str | None:
     return None
 
 
+# what a run extended to a larger budget may change (``TrainConfig.extend``)
+BUDGET_FIELDS = ("epochs", "total_steps")
+
+
+def extension_mismatch(saved: dict, new: dict) -> str | None:
+    """Why ``new`` cannot continue the run of ``saved`` to a larger budget, or ``None``.
+
+    A run extends when only its budget grows and its learning rate does not depend on
+    the budget: no step decay (its boundaries are fractions of the total) and the same
+    warmup. Its first steps are then those of the longer run, so one run can be read at
+    several budgets.
+
+    >>> plan = {"boundaries": [], "warmup_steps": 0, "total_steps": 88}
+    >>> old = {"training": {"epochs": 8, "total_steps": 88, "plan": plan}}
+    >>> new = {"training": {"epochs": 16, "total_steps": 176,
+    ...                     "plan": {**plan, "total_steps": 176}}}
+    >>> extension_mismatch(old, new) is None, extension_mismatch(new, old)
+    (True, 'training.total_steps: 176 -> 88 (a run extends to a larger budget only)')
+    """
+    def budgetless(config: dict) -> dict:
+        training = {k: v for k, v in (config.get("training") or {}).items()
+                    if k not in BUDGET_FIELDS}
+        training["plan"] = {k: v for k, v in (training.get("plan") or {}).items()
+                            if k != "total_steps"}
+        return {**config, "training": training}
+
+    if (new["training"].get("plan") or {}).get("boundaries"):
+        return (f"training.plan.boundaries: {new['training']['plan']['boundaries']} "
+                "(a step-decay schedule depends on the budget; train each budget anew)")
+    difference = config_mismatch(budgetless(saved), budgetless(new))
+    if difference:
+        return difference
+    old_total, new_total = saved["training"]["total_steps"], new["training"]["total_steps"]
+    if new_total <= old_total:
+        return (f"training.total_steps: {old_total} -> {new_total} "
+                "(a run extends to a larger budget only)")
+    return None
+
+
 def _short(value) -> str:
     text = json.dumps(value, sort_keys=True)
     return text if len(text) <= 120 else text[:117] + "..."

@@ -71,7 +71,8 @@ class TrainResult:
     ``{"total", "steps", "trace"}``: ``trace`` is the first compiled training call
     of a run that traced its step (mostly tracing), ``steps`` every other one.
     ``functions`` is where callers keep traced functions of ``model`` for later
-    runs (the trace cache entry's; ``None`` without a cache).
+    runs (the trace cache entry's; ``None`` without a cache). ``initial_step`` is the
+    step this call began at (a resumed or extended run's last checkpoint).
     """
 
     run_dir: str
@@ -82,6 +83,7 @@ class TrainResult:
     moving_statistics: dict | None = None
     seconds: dict | None = None
     functions: dict | None = None
+    initial_step: int = 0  # where this call began: a resumed or extended run's checkpoint
 
 
 def build_run_model(config: dict) -> keras.Model:
@@ -245,7 +247,16 @@ class _Run:
         run_dir = self.run_dir
         config_file = rundir.path(run_dir, rundir.CONFIG)
         if tf.io.gfile.exists(config_file):
-            difference = rundir.config_mismatch(rundir.read_json(config_file), self.record)
+            saved = rundir.read_json(config_file)
+            difference = rundir.config_mismatch(saved, self.record)
+            if difference and self.config.extend:
+                reason = rundir.extension_mismatch(saved, self.record)
+                if reason:
+                    raise ValueError(f"`extend` cannot continue the run in `out` ({reason}). "
+                                     f"Received: out={run_dir!r}")
+                if self.chief:
+                    self._extend_dir(saved)
+                return "resume"
             if difference:
                 raise ValueError(f"`out` holds a different run ({difference}); resume it with the "
                                  f"same arguments or choose another directory. Received: out={run_dir!r}")
@@ -259,6 +270,18 @@ class _Run:
         if self.chief:
             rundir.check_writable(run_dir)
         return "new"
+
+    def _extend_dir(self, saved: dict) -> None:
+        """Makes the run in ``run_dir`` one of the larger budget, resumable from its last
+        checkpoint: the new ``config.json`` (keeping the saved environment entries), and
+        the old ``summary.json`` kept as ``summary.step<N>.json``."""
+        summary = rundir.read_summary(self.run_dir)
+        if summary is not None:
+            kept = rundir.path(self.run_dir, f"summary.step{summary.get('step')}.json")
+            tf.io.gfile.rename(rundir.path(self.run_dir, rundir.SUMMARY), kept, overwrite=True)
+        self.record["environment"] = {**saved.get("environment", {}),
+                                      **self.record["environment"]}
+        rundir.write_json(rundir.path(self.run_dir, rundir.CONFIG), self.record)
 
     # -- model, optimizer, checkpoint --------------------------------------
     def build(self) -> None:
@@ -394,7 +417,7 @@ class _Run:
             return TrainResult(self.run_dir, "already finished", summary["step"],
                                rundir.read_metrics(self.run_dir), None)
         self.build()
-        step = self.restore()
+        step = initial_step = self.restore()
         if self.chief:
             if state == "new":
                 rundir.write_json(rundir.path(self.run_dir, rundir.CONFIG), self.record)
@@ -428,7 +451,8 @@ class _Run:
         return TrainResult(self.run_dir, status, step, rundir.read_metrics(self.run_dir)
                            if self.chief else [], self.model,
                            getattr(self, "moving_statistics", None), seconds,
-                           self.cached.functions if self.cached is not None else None)
+                           self.cached.functions if self.cached is not None else None,
+                           initial_step)
 
     def _all_callbacks(self) -> list:
         config, extra = self.config, []

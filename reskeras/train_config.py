@@ -66,6 +66,12 @@ class TrainConfig:
             epoch, at most 200), drawn as the next epochs would draw them.
         resume: require an existing run to resume (a run dir holding a checkpoint
             of the same run resumes anyway).
+        extend: continue the finished (or interrupted) run in ``out`` to this larger
+            ``epochs``/``steps`` budget, from its last checkpoint. Only for a learning
+            rate that does not depend on the budget (no step decay, the same warmup;
+            :func:`reskeras.rundir.extension_mismatch`): the extended run then equals
+            one trained for the larger budget from the start. The old ``summary.json``
+            is kept as ``summary.step<N>.json``; ``model.keras`` is replaced at the end.
         verbose: 0 silent, 1 progress bar, 2 one line per epoch, ``None`` picks 1 on a
             terminal and 2 otherwise.
     """
@@ -113,6 +119,7 @@ class TrainConfig:
     precise_bn: bool = False
     precise_bn_batches: int | None = None
     resume: bool = False
+    extend: bool = False
     verbose: int | None = None
 
     def __post_init__(self):

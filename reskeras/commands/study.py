@@ -2,8 +2,9 @@
 
 Examples::
 
-    reskeras study                                   # quick preset, digits, ~10 min on 2 cores
-    reskeras study --preset full --out studies/full  # 5 depths, 3 seeds of every cell, ~1 h
+    reskeras study                                   # quick preset, digits, 2 CPU cores
+    reskeras study --preset full --out studies/full  # 5 depths, 5 seeds, two recipes
+    reskeras study --recipe paper --out studies/sgd  # the quick grid under the paper's SGD
     reskeras study --out studies/quick               # the same, somewhere else
     reskeras study --preset paper --data-dir ~/tensorflow_datasets --strategy tpu --out gs://b/s
     reskeras study --depths 8 20 --epochs 4 --out studies/tiny
@@ -30,9 +31,10 @@ def add_parser(subparsers, name: str) -> None:
                     "figures/, summary.csv and verdict.json (with the hypotheses). "
                     "Re-running continues a killed study and reuses finished cells.")
     parser.add_argument("--preset", choices=tuple(PRESETS), default="quick",
-                        help="quick: digits, depths 8/20/56, 3 seeds of the depth-56 BN twins "
-                             "(default, ~10 min); full: depths 8-56, 3 seeds of every cell "
-                             "(~1 h); paper: CIFAR-10, depths 20-110, 3 seeds, 64k steps")
+                        help="quick: digits, depths 8/20/56, 3 seeds of every cell, each "
+                             "trained to convergence or 1,408 steps (default); full: depths "
+                             "8-56, 5 seeds, a 2,816-step cap, Adam and the paper's SGD; paper: "
+                             "CIFAR-10, depths 20-110, 3 seeds, up to 64k steps")
     parser.add_argument("--out", help="study directory (default: study-PRESET)")
     parser.add_argument("--dataset", help="override the preset's dataset: digits, synthetic, a "
                                           "TFDS name or folder:DIR (one sub-folder per class)")
@@ -48,8 +50,16 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--interventions", nargs="*", choices=INTERVENTIONS, metavar="NAME",
                         help="interventions at the deepest depth: dirac, skipinit, lr0.1 "
                              "(default: all; give none for the twins only)")
-    parser.add_argument("--epochs", type=int, help="epochs per cell")
-    parser.add_argument("--steps", type=int, help="steps per cell (instead of --epochs)")
+    parser.add_argument("--recipe", choices=("adam", "paper"),
+                        help="adam: Adam at 1e-3, constant (quick's); paper: SGD with momentum "
+                             "0.9, weight decay 1e-4, rate /10 at 50%% and 75%% of each budget. "
+                             "Runs this recipe only (the full preset runs both)")
+    parser.add_argument("--epochs", type=int, help="base budget per cell, in epochs")
+    parser.add_argument("--steps", type=int,
+                        help="base budget per cell, in steps (instead of --epochs)")
+    parser.add_argument("--max-doublings", type=int, metavar="K",
+                        help="cells train on, doubling the budget, until they converge or "
+                             "reach base x 2^K steps (the cap; quick: 4, 88 -> 1,408 steps)")
     parser.add_argument("--batch-size", type=int,
                         help="global batch of every cell (default: the preset's, 128)")
     parser.add_argument("--no-bn-cells", action="store_true",
@@ -82,6 +92,8 @@ def run_study(args: argparse.Namespace) -> int:
                  "depths": tuple(args.depths) if args.depths else None,
                  "seeds": tuple(range(args.seeds)) if args.seeds else None,
                  "epochs": args.epochs, "steps": args.steps, "strategy": args.strategy,
+                 "max_doublings": args.max_doublings, "recipe": args.recipe,
+                 "compare_recipes": () if args.recipe else None,
                  "batch_norm": (True,) if args.no_bn_cells else None,
                  "interventions": None if args.interventions is None
                  else tuple(dict.fromkeys(args.interventions)),

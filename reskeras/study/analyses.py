@@ -57,8 +57,10 @@ NOTES = [
     "The gradient-flow criterion compares two layers (the first and the last conv); a "
     "healthy ratio does not rule out problems in between: the heatmaps and profiles show "
     "every layer.",
-    "One step budget for every depth: deeper nets might close the gap with longer "
-    "training; degradation here means 'at this budget'.",
+    "Every cell trains until it converges by the stated rule or reaches the cap; a net "
+    "still improving at the cap might close more of its gap with longer training, and the "
+    "verdict names every such net with its last errors. A plateau away from the starting "
+    "loss that a net would leave after the next doubling reads as converged.",
     "With few seeds and a small dataset, differences of a few points are within the noise "
     "of a single run.",
     "Lesion, shattering and loss-landscape numbers are measured on the deepest BN twins "
@@ -69,8 +71,10 @@ NOTES = [
     "deepest depth only, with the same step budget as the twins; an intervention that "
     "fails here might work with its own tuned recipe (DiracNets and SkipInit papers tune "
     "theirs).",
-    "A flag or hypothesis is yes/no (supported/refuted) only when every seed agrees; "
-    "otherwise it reads 'inconclusive'.",
+    "A flag or an intervention's hypothesis is yes/no (supported/refuted) only when the "
+    "95% interval over seeds lies wholly on one side of its threshold; otherwise it reads "
+    "'inconclusive'. The remaining hypotheses (identity task, ensemble, shattering, "
+    "landscape) are still decided from per-seed agreement or the first seed.",
 ]
 
 
@@ -267,6 +271,19 @@ def analyse(config, results: dict, data, log=print, timings: dict | None = None)
         if "identity_task" in config.analyses else None
     results["groups"] = group_cells(results["cells"])
     results["verdict"] = verdict(results)
+    compared = results.get("compared") or {}
+    if compared:
+        from reskeras.study.judgment.recipes import decisions, differences
+
+        verdicts = {results["recipe"]: results["verdict"]}
+        for recipe, part in compared.items():
+            # the analyses that reload nets ran on the first recipe only
+            part["verdict"] = verdicts[recipe] = verdict({
+                **results, "cells": part["cells"], "recipe": recipe, "lesion": None,
+                "shattering": None, "landscape": None, "identity_task": None})
+            part["groups"] = group_cells(part["cells"])
+        results["verdict"]["recipes"] = {r: decisions(v) for r, v in verdicts.items()}
+        results["verdict"]["recipe_differences"] = differences(verdicts)
     results["criteria"] = results["verdict"]["criteria"]
     results["notes"] = NOTES
     figures_dir = rundir.path(config.out, "figures")

@@ -11,6 +11,14 @@ goes in its rule history.
   (:mod:`reskeras.study.measures.training_error`; the moving averages lag the weights
   and compound over a deep net's layers). A net without BatchNorm gives equal numbers
   every way.
+- ``CONVERGED_POINTS``: a cell has converged at a budget when its full-pass training
+  error moved by less than this many percentage points since half that budget (the
+  last doubling) and it has started (below); else it trains on to the next doubling,
+  up to the study's cap (:mod:`reskeras.study.judgment.convergence`).
+- ``FAILED_TO_START``: a cell *failed to start* when its full-pass training loss is
+  still within this fraction of ln(classes), the loss of a uniform prediction.
+- ``CONFIDENCE``: the coverage of every interval over seeds (a t-interval below
+  ``BOOTSTRAP_SEEDS`` seeds, a percentile bootstrap from there on).
 - ``DEGRADATION_POINTS``: the deepest net's training error exceeds the
   shallowest's by more than this many percentage points (degradation).
 - ``VANISHING_RATIO`` / ``EXPLODING_RATIO``: the first/last conv gradient-norm
@@ -38,6 +46,10 @@ Example:
 from __future__ import annotations
 
 TRAIN_ERROR = "precise"
+CONVERGED_POINTS = 0.5
+FAILED_TO_START = 0.05
+CONFIDENCE = 0.95
+BOOTSTRAP_SEEDS = 5
 DEGRADATION_POINTS = 2.0
 VANISHING_RATIO = 0.01
 EXPLODING_RATIO = 100.0
@@ -53,7 +65,10 @@ SHATTERING_GAP = 0.1
 
 def criteria() -> dict:
     """The table as ``verdict.json`` records it: ``{name in lower case: threshold}``."""
-    return {"train_error": TRAIN_ERROR, "degradation_points": DEGRADATION_POINTS, "vanishing_ratio": VANISHING_RATIO,
+    return {"train_error": TRAIN_ERROR, "converged_points": CONVERGED_POINTS,
+            "failed_to_start": FAILED_TO_START, "confidence": CONFIDENCE,
+            "bootstrap_seeds": BOOTSTRAP_SEEDS, "degradation_points": DEGRADATION_POINTS,
+            "vanishing_ratio": VANISHING_RATIO,
             "exploding_ratio": EXPLODING_RATIO, "gap_closed": GAP_CLOSED,
             "min_gap_points": MIN_GAP_POINTS, "identity_factor": IDENTITY_FACTOR,
             "identity_learned": IDENTITY_LEARNED, "identity_premise": IDENTITY_PREMISE,
@@ -61,6 +76,7 @@ def criteria() -> dict:
             "shattering_gap": SHATTERING_GAP}
 
 
-__all__ = ["DEGRADATION_POINTS", "ENSEMBLE_DAMAGE", "EXPLODING_RATIO", "GAP_CLOSED",
+__all__ = ["BOOTSTRAP_SEEDS", "CONFIDENCE", "CONVERGED_POINTS", "DEGRADATION_POINTS",
+           "FAILED_TO_START", "ENSEMBLE_DAMAGE", "EXPLODING_RATIO", "GAP_CLOSED",
            "IDENTITY_FACTOR", "IDENTITY_LEARNED", "IDENTITY_PREMISE", "MIN_GAP_POINTS",
            "MIN_HEADROOM", "SHATTERING_GAP", "TRAIN_ERROR", "VANISHING_RATIO", "criteria"]

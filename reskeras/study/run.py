@@ -2,25 +2,29 @@
 
 Every cell is a normal reskeras run directory under ``STUDY_DIR/runs/`` (so
 ``reskeras plot``, TensorBoard and resume work on it), trained with the same
-recipe and step budget, logging per-layer gradient norms and layer responses.
+recipe and budget rule, logging per-layer gradient norms and layer responses.
 Re-running the same study reuses finished (and diverged) cells and resumes a
 killed one from its last checkpoint.
 
-Presets (every preset runs the same interventions at its deepest depth:
-identity init for the plain twins, SkipInit for the no-BN residual twin, a 10x
-smaller learning rate for the plain BN twin; see ``reskeras.study.cells``):
+Every cell trains at doubling budgets from the preset's base budget until it converges
+or reaches the cap (:func:`reskeras.study.training.converge_cell`,
+:mod:`reskeras.study.judgment.convergence`):
+one run extended when the learning rate does not depend on the budget, one run per
+budget otherwise.
 
-- ``quick`` (default): the embedded digits data, depths 8/20/56, BN and no BN,
-  8 epochs with Adam; 3 seeds of the depth-56 BatchNorm twins (the cells the
-  verdict's flags and every intervention are compared with), 1 seed of the
-  other cells, of the interventions and of the identity task (depths 1-16):
-  what fits in 10 minutes on 2 cores.
-- ``full``: the same data and recipe at 16 epochs, depths 8/20/32/44/56, 3
-  seeds of every cell, the identity task to depth 32, every analysis on every
-  seed it supports. About an hour on 2 cores.
-- ``paper``: CIFAR-10 through TFDS, depths 20/32/44/56/110, BN and no BN,
-  3 seeds, the paper's 64k iterations at batch 128: for a GPU or a TPU
-  (``--strategy``); only data and time differ from ``full``.
+Presets (every preset runs the same interventions at its deepest depth: identity init
+for the plain twins, SkipInit for the no-BN residual twin, a 10x smaller learning rate
+for the plain BN twin; see ``reskeras.study.cells``):
+
+- ``quick`` (default): the embedded digits data, depths 8/20/56, BN and no BN, Adam,
+  from 8 epochs (88 steps) to convergence or 1,408 steps; 3 seeds of every cell, the
+  interventions included, 1 of the identity task (depths 1-16).
+- ``full``: the same data, depths 8/20/32/44/56, 5 seeds of every cell, the cap at
+  2,816 steps, the identity task to depth 32 on 3 seeds, and the whole grid under both
+  Adam and the paper's SGD recipe (``compare_recipes``).
+- ``paper``: CIFAR-10 through TFDS, depths 20/32/44/56/110, BN and no BN, 3 seeds,
+  the paper recipe from 4,000 steps to the paper's 64k iterations at batch 128, each
+  budget its own run: for a GPU or a TPU (``--strategy``).
 """
 
 from __future__ import annotations
@@ -29,27 +33,24 @@ import dataclasses
 import json
 import time
 
-import numpy as np
-
 from reskeras import rundir
-from reskeras.analysis.records import read_jsonl
 from reskeras.preprocessing import check_int
-from reskeras.recipes import scaled_lr
-from reskeras.study.analyses import analyse, trained_model
+from reskeras.study.analyses import analyse
 from reskeras.study.cells import INTERVENTION_TWINS, INTERVENTIONS, Cell
-from reskeras.study.criteria import TRAIN_ERROR
-from reskeras.study.measures.gradient_flow import gradient_summary
-from reskeras.study.measures.training_error import Predictors, model_errors
+# the cell-level steps, also importable from here (benchmarks/study_time.py runs older trees)
+from reskeras.study.training import (base_steps, cell_dir, cell_results, cell_timing,
+                                     converge_cell, train_cell)
 
 ANALYSES = ("lesion", "shattering", "landscape", "distances", "sharpness", "identity_task")
 _QUICK = {"dataset": "digits", "depths": (8, 20, 56), "batch_norm": (True, False),
-          "seeds": (0,), "deep_seeds": (0, 1, 2), "interventions": INTERVENTIONS,
-          "intervention_seeds": (0,),
-          # Adam, because the paper's SGD schedule (lr /10 at 50% and 75%) needs far more than
-          # 176 steps: ResNet-56 ended at 62% training error with it, 3% with Adam (measured).
-          # 8 epochs (88 steps): 20 cells of 16 epochs took 14:29 and of 10 epochs over 11
-          # minutes on a slow 2-core day
-          "recipe": "adam", "epochs": 8, "steps": None, "batch_size": 128,
+          "seeds": (0, 1, 2), "deep_seeds": (0, 1, 2), "interventions": INTERVENTIONS,
+          "intervention_seeds": (0, 1, 2),
+          # Adam, because the paper's SGD schedule (lr /10 at 50% and 75%) needs far more
+          # steps: ResNet-56 ended at 62% training error with it after 176, 3% with Adam.
+          # The base budget is 8 epochs (88 steps); every cell trains on, doubling, until
+          # it converges or reaches 2 ** 4 x the base (1,408 steps; see convergence)
+          "recipe": "adam", "epochs": 8, "steps": None, "max_doublings": 4,
+          "compare_recipes": (), "batch_size": 128,
           "grad_norms_every": 11, "activations_every": 44, "sharpness_seeds": 1,
           # a checkpoint costs 0.3 s against 1.2 s for an 11-step epoch of plain-56: every
           # 8 epochs and at the last step (a killed study redoes at most 8 epochs of a cell)
@@ -58,13 +59,17 @@ _QUICK = {"dataset": "digits", "depths": (8, 20, 56), "batch_norm": (True, False
           "identity_task": {"depths": (1, 2, 4, 8, 16), "seeds": (0,)}}
 PRESETS = {
     "quick": _QUICK,
-    "full": {**_QUICK, "depths": (8, 20, 32, 44, 56), "seeds": (0, 1, 2), "epochs": 16,
-             "grad_norms_every": 16, "intervention_seeds": (0, 1, 2), "sharpness_seeds": 3,
+    "full": {**_QUICK, "depths": (8, 20, 32, 44, 56), "seeds": (0, 1, 2, 3, 4),
+             "deep_seeds": (0, 1, 2, 3, 4), "intervention_seeds": (0, 1, 2, 3, 4),
+             "max_doublings": 5, "compare_recipes": ("paper",), "grad_norms_every": 16,
+             "sharpness_seeds": 3,
              "identity_task": {"depths": (1, 2, 4, 8, 16, 32), "seeds": (0, 1, 2)}},
     "paper": {"dataset": "cifar10", "depths": (20, 32, 44, 56, 110),
               "batch_norm": (True, False), "seeds": (0, 1, 2), "deep_seeds": (0, 1, 2),
               "interventions": INTERVENTIONS, "intervention_seeds": (0, 1, 2), "recipe": "paper",
-              "epochs": None, "steps": 64000, "batch_size": 128, "grad_norms_every": 500,
+              # every budget of the paper's schedule is a run of its own: 4k, 8k, ... 64k
+              "epochs": None, "steps": 4000, "max_doublings": 4, "compare_recipes": (),
+              "batch_size": 128, "grad_norms_every": 500,
               "activations_every": 2000, "sharpness_seeds": 3,
               "identity_task": {"depths": (1, 2, 4, 8, 16, 32), "seeds": (0, 1, 2)}},
 }
@@ -84,8 +89,11 @@ class StudyConfig:
     interventions: tuple[str, ...] = INTERVENTIONS
     intervention_seeds: tuple[int, ...] = (0,)
     recipe: str = "paper"
+    # the base budget (epochs or steps); cells train on to base * 2 ** max_doublings
     epochs: int | None = 16
     steps: int | None = None
+    max_doublings: int = 4
+    compare_recipes: tuple[str, ...] = ()  # recipes whose whole grid also runs (runs/RECIPE/)
     batch_size: int = 128
     grad_norms_every: int = 16
     activations_every: int = 44
@@ -108,6 +116,7 @@ class StudyConfig:
         # the deepest BN cells run at least every seed of the others
         self.deep_seeds = tuple(sorted(set(self.seeds) | set(self.deep_seeds or ())))
         self.interventions = tuple(self.interventions)
+        self.compare_recipes = tuple(self.compare_recipes)
         self.intervention_seeds = tuple(self.intervention_seeds)
 
     @classmethod
@@ -143,6 +152,17 @@ class StudyConfig:
                 raise ValueError(f"`{key}` must be non-negative integers. "
                                  f"Received: {key}={list(seeds)}")
         check_int("batch_size", self.batch_size, 1)
+        check_int("max_doublings", self.max_doublings, 0)
+        from reskeras.recipes import RECIPES
+        for recipe in (self.recipe, *self.compare_recipes):
+            if recipe not in RECIPES:
+                raise ValueError(f"`recipe` must be one of {', '.join(map(repr, RECIPES))}. "
+                                 f"Received: recipe={recipe!r}")
+        if self.recipe in self.compare_recipes or \
+                len(set(self.compare_recipes)) != len(self.compare_recipes):
+            raise ValueError(f"`compare_recipes` must be distinct recipes other than `recipe` "
+                             f"({self.recipe!r}). Received: "
+                             f"compare_recipes={list(self.compare_recipes)}")
         check_int("sharpness_seeds", self.sharpness_seeds, 1)
         if self.checkpoint_every is not None:
             check_int("checkpoint_every", self.checkpoint_every, 1)
@@ -195,95 +215,6 @@ def training_order(cells: list[Cell]) -> list[Cell]:
     return [cell for group in groups.values() for cell in group]
 
 
-def cell_dir(config: StudyConfig, cell: Cell) -> str:
-    return rundir.path(rundir.path(config.out, "runs"), cell.name)
-
-
-def train_cell(config: StudyConfig, cell: Cell, verbose: int = 0, *, trace_cache=None):
-    """Trains (or resumes, or reuses) one cell.
-
-    Returns:
-        ``(status, result)``: the :class:`reskeras.train.TrainResult` of a run that
-        trained now (its model in memory), ``None`` for a diverged or reused cell.
-    """
-    from reskeras.train import TrainConfig, TrainingDiverged, train
-
-    out = cell_dir(config, cell)
-    summary = rundir.read_summary(out) if _exists(out) else None
-    if summary and summary.get("status") == "diverged":
-        return "diverged", None
-    fields = cell.train_fields()
-    if "lr_factor" in fields:
-        fields["lr"] = fields.pop("lr_factor") * scaled_lr(config.recipe, config.batch_size)
-    try:
-        result = train(TrainConfig(
-            out=out, depth=cell.depth, family="cifar", plain=not cell.residual,
-            batch_norm=cell.batch_norm, dataset=config.dataset, data_dir=config.data_dir,
-            image_size=config.image_size, recipe=config.recipe, epochs=config.epochs,
-            steps=config.steps, batch_size=config.batch_size, seed=cell.seed,
-            strategy=config.strategy,
-            grad_norms_every=config.grad_norms_every,
-            activations_every=config.activations_every, precise_bn=True,
-            precise_bn_batches=config.precise_bn_batches, checkpoint_every=config.checkpoint_every,
-            verbose=verbose, **fields), trace_cache=trace_cache)
-    except TrainingDiverged:
-        return "diverged", None
-    status = "finished" if result.status in ("finished", "already finished") else result.status
-    return status, (result if result.model is not None else None)
-
-
-def _exists(out: str) -> bool:
-    import tensorflow as tf
-    return tf.io.gfile.exists(rundir.path(out, rundir.CONFIG))
-
-
-def cell_results(config: StudyConfig, cell: Cell, status: str, data, trained=None) -> dict:
-    """The numbers of one trained cell (see the report schema).
-
-    ``trained``: the cell's :class:`reskeras.train.TrainResult` when it trained in this
-    process; its errors are then measured on the model in memory, else on
-    ``model.keras`` and the checkpoint's moving averages (the same numbers).
-    """
-    out = cell_dir(config, cell)
-    metrics = rundir.read_metrics(out) if _exists(out) else []
-    grads_file = rundir.path(out, "grad_norms.jsonl")
-    import tensorflow as tf
-    records = read_jsonl(grads_file) if tf.io.gfile.exists(grads_file) else []
-    entry = {"name": cell.name, "group": cell.group, "label": cell.label,
-             "residual": cell.residual, "depth": cell.depth,
-             "batch_norm": cell.batch_norm, "seed": cell.seed, "variant": cell.variant,
-             "run_dir": f"runs/{cell.name}", "status": status,
-             "params": None, "seconds": float(sum(r["seconds"] for r in metrics)),
-             "final_train_error": None, "final_test_error": None, "final_loss": None,
-             "curve": [{"step": r["step"], "train_error": 1.0 - r["accuracy"], "loss": r["loss"],
-                        "test_error": 1.0 - r["val_accuracy"]} for r in metrics],
-             "gradient": gradient_summary(records), "measures": None, "errors": None,
-             "precise_bn": None}
-    if status == "finished":
-        drawn = rundir.read_config(out)["training"]["precise_bn"]
-        if trained is not None:
-            model, moving = trained.model, trained.moving_statistics or {}
-            kept = trained.functions if trained.functions is not None else {}
-            if "predictors" not in kept:  # traced once per cached model
-                kept["predictors"] = Predictors(model)
-            predictors = kept["predictors"]
-        else:
-            from reskeras.precise_bn import moving_statistics
-            from reskeras.train import checkpoint_model
-
-            model = trained_model(config, entry)  # model.keras: precise BN statistics
-            moving, predictors = moving_statistics(checkpoint_model(out)), None
-        errors = model_errors(model, moving, data, batch_size=drawn["batch_size"],
-                              predictors=predictors)
-        entry["params"] = int(sum(np.prod(v.shape) for v in model.trainable_weights))
-        entry["errors"] = {"steps": metrics[-1]["step"] if metrics else None, **errors}
-        entry["precise_bn"] = rundir.read_summary(out)["precise_bn"]
-        entry["final_train_error"] = errors["train"][TRAIN_ERROR]
-        entry["final_test_error"] = errors["test"][TRAIN_ERROR]
-        entry["final_loss"] = metrics[-1]["loss"] if metrics else None
-    return entry
-
-
 STUDY_FILE = "study.json"
 # may change when a study is re-run: they decide how cells run and what is measured afterwards
 _EXECUTION = ("strategy", "analyses", "sharpness_seeds", "identity_task", "checkpoint_every")
@@ -331,18 +262,25 @@ def run_study(config: StudyConfig, *, log=print, verbose: int = 0) -> dict:
     from reskeras.trace_cache import TraceCache
 
     cells = grid(config)
+    order = training_order(cells)
     entries, timings = {}, {"cells": {}, "analyses": {}}
     cache = TraceCache(max_entries=1)  # the cells of one group train in a row
+    recipes = (config.recipe, *config.compare_recipes)
     try:
-        for number, cell in enumerate(training_order(cells), 1):
-            begun = time.perf_counter()
-            log(f"[{number}/{len(cells)}] {cell.name}: training", end="", flush=True)
-            status, trained = train_cell(config, cell, verbose=verbose, trace_cache=cache)
-            evaluated = time.perf_counter()
-            entries[cell] = cell_results(config, cell, status, data, trained)
-            timings["cells"][cell.name] = cell_timing(
-                trained, time.perf_counter() - begun, time.perf_counter() - evaluated)
-            log(f" -> {status} ({time.perf_counter() - begun:.0f} s)")
+        for recipe in recipes:
+            for number, cell in enumerate(order, 1):
+                begun = time.perf_counter()
+                where = f"{recipe}: " if len(recipes) > 1 else ""
+                log(f"[{where}{number}/{len(cells)}] {cell.name}: training", end="", flush=True)
+                status, entry, timing = converge_cell(config, cell, data, recipe=recipe,
+                                                      trace_cache=cache, verbose=verbose)
+                entries[recipe, cell] = entry
+                timings["cells"][cell.name if recipe == config.recipe
+                                 else f"{recipe}/{cell.name}"] = timing
+                reading = entry["convergence"]
+                log(f" -> {status} at {reading['steps']} steps, "
+                    f"{'converged' if reading['converged'] else 'not converged'} "
+                    f"({time.perf_counter() - begun:.0f} s)")
     finally:
         cache.clear()
     results = {"preset": config.preset, "dataset": config.dataset, "recipe": config.recipe,
@@ -351,7 +289,11 @@ def run_study(config: StudyConfig, *, log=print, verbose: int = 0) -> dict:
                "interventions": list(config.interventions),
                "intervention_seeds": list(config.intervention_seeds),
                "study_dir": config.out, "cells": []}
-    results["cells"] = [entries[cell] for cell in cells]
+    results["cells"] = [entries[config.recipe, cell] for cell in cells]
+    results["base_steps"], results["max_doublings"] = base_steps(config, data), \
+        config.max_doublings
+    results["compared"] = {recipe: {"cells": [entries[recipe, cell] for cell in cells]}
+                           for recipe in config.compare_recipes}
     finished = [c for c in results["cells"] if c["curve"]]
     results["steps"] = max((c["curve"][-1]["step"] for c in finished), default=0)
     log("analysing: " + ", ".join(("gradient flow", "degradation",
@@ -364,17 +306,6 @@ def run_study(config: StudyConfig, *, log=print, verbose: int = 0) -> dict:
     return results
 
 
-def cell_timing(trained, seconds: float, evaluation: float) -> dict:
-    """Where one cell's wall time went (``timings.json``).
-
-    ``training_seconds`` are the compiled training calls after a first one that traced;
-    ``overhead_seconds`` everything else of the cell: building, tracing, per-epoch test
-    passes, logging, checkpoints, precise BN statistics, saving and the error
-    measurements (``evaluation_seconds``). A cell reused from an earlier run trained
-    no step now.
-    """
-    spent = trained.seconds if trained is not None else {"steps": 0.0, "trace": 0.0}
-    return {"steps": trained.step if trained is not None else 0, "reused": trained is None,
-            "seconds": seconds, "training_seconds": spent["steps"],
-            "trace_seconds": spent["trace"], "evaluation_seconds": evaluation,
-            "overhead_seconds": seconds - spent["steps"]}
+__all__ = ["ANALYSES", "PRESETS", "StudyConfig", "base_steps", "cell_dir", "cell_results",
+           "cell_timing", "check_study_dir", "converge_cell", "grid", "run_study", "train_cell",
+           "training_order"]

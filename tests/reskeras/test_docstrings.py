@@ -11,7 +11,10 @@ MODULES = ("reskeras.study.criteria", "reskeras.study.cells",
            "reskeras.study.measures.gradient_flow", "reskeras.study.measures.block_graph",
            "reskeras.study.judgment.hypotheses", "reskeras.study.report.figure_style",
            "reskeras.study.report.text", "reskeras.study.report.render", "export.serving",
-           "reskeras.analysis.records", "reskeras.trace_cache", "reskeras.study.report.time_table")
+           "reskeras.analysis.records", "reskeras.trace_cache", "reskeras.study.report.time_table",
+           "reskeras.study.judgment.convergence", "reskeras.study.judgment.intervals",
+           "reskeras.study.judgment.recipes", "reskeras.study.report.budget_figures",
+           "reskeras.recipes", "reskeras.rundir")
 
 
 @pytest.mark.parametrize("name", MODULES)

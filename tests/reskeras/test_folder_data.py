@@ -203,7 +203,8 @@ def test_a_folder_serves_study_tune_and_export(tmp_path, capsys):
     dataset = f"folder:{tmp_path / 'shapes'}"
     study = tmp_path / "study"
     assert main(["study", "--dataset", dataset, "--image-size", "10", "--depths", "8",
-                 "--steps", "4", "--batch-size", "16", "--no-bn-cells", "--skip", "lesion", "shattering", "landscape",
+                 "--steps", "4", "--max-doublings", "1", "--seeds", "1", "--batch-size", "16",
+                 "--no-bn-cells", "--skip", "lesion", "shattering", "landscape",
                  "--out", str(study)]) == 0, capsys.readouterr().err
     saved = json.loads((study / "study.json").read_text())
     assert (saved["dataset"], saved["image_size"]) == (dataset, 10)

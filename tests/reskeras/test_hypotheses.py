@@ -26,17 +26,22 @@ def cell(residual, depth, bn, seed, error, ratio=2.0, variant="he", status="fini
                 "sharpness": {"init": sharpness[0], "final": sharpness[1]}}}
 
 
-def study(plain_deep=(0.80, 0.82, 0.84), residual_deep=(0.02, 0.03, 0.01), dirac=(0.05,),
-          skipinit=(0.10,), lr=(0.79,), residual_no_bn=0.40, plain_ratio=2.0):
-    """Depths 8/56, 3 seeds of the deep BN twins, interventions at seed 0."""
-    cells = [cell(False, 8, True, 0, 0.01), cell(True, 8, True, 0, 0.01),
-             cell(False, 8, False, 0, 0.02), cell(True, 8, False, 0, 0.03)]
+def study(plain_deep=(0.80, 0.82, 0.84), residual_deep=(0.02, 0.03, 0.01),
+          dirac=(0.05, 0.06, 0.04), skipinit=(0.10, 0.11, 0.09), lr=(0.79, 0.81, 0.83),
+          residual_no_bn=0.40, plain_ratio=2.0):
+    """Depths 8/56, 3 seeds of every cell, the interventions included."""
+    cells = []
+    for seed in range(3):
+        cells += [cell(False, 8, True, seed, 0.01), cell(True, 8, True, seed, 0.01),
+                  cell(False, 8, False, seed, 0.02), cell(True, 8, False, seed, 0.03)]
     for seed, (p, r) in enumerate(zip(plain_deep, residual_deep)):
         cells += [cell(False, 56, True, seed, p, plain_ratio, sharpness=(50.0, 2.0)),
                   cell(True, 56, True, seed, r, sharpness=(40.0, 9.0))]
     cells += [cell(False, 56, True, s, e, variant="dirac") for s, e in enumerate(dirac)]
     cells += [cell(False, 56, True, s, e, variant="lr0.1") for s, e in enumerate(lr)]
-    cells += [cell(False, 56, False, 0, 0.9, 1e-7), cell(True, 56, False, 0, residual_no_bn)]
+    for seed in range(3):
+        cells += [cell(False, 56, False, seed, 0.9, 1e-7),
+                  cell(True, 56, False, seed, residual_no_bn)]
     cells += [cell(True, 56, False, s, e, variant="skipinit") for s, e in enumerate(skipinit)]
     return {"cells": cells, "classes": 10}
 
@@ -59,32 +64,46 @@ def test_hypothesis_rows_have_exactly_the_keys_in_order_and_survive_json():
 def test_identity_init_measures_the_three_means_and_closes_the_gap():
     rows = by_id(verdict(study()))
     identity = rows["identity_init"]
-    assert identity["measured"] == {"plain": pytest.approx(0.82),
-                                    "plain_identity": pytest.approx(0.05),
-                                    "residual": pytest.approx(0.02)}
-    assert identity["verdict"] == "supported"  # closes (0.80-0.05)/(0.80-0.02) = 96%
-    # seed 0 only has an identity-initialized twin: the gap is that of seed 0
+    assert {k: identity["measured"][k] for k in ("plain", "plain_identity", "residual")} == {
+        "plain": pytest.approx(0.82), "plain_identity": pytest.approx(0.05),
+        "residual": pytest.approx(0.02)}
+    assert identity["verdict"] == "supported"  # closes (0.80-0.05)/(0.80-0.02) = 96% in seed 0
     seeds = verdict(study())["hypothesis_seeds"]["identity_init"]
-    assert list(seeds) == ["seed 0"]
+    assert list(seeds) == ["seed 0", "seed 1", "seed 2"]
     assert seeds["seed 0"]["closed"] == pytest.approx(0.75 / 0.78)
+    assert seeds["seed 0"]["change_points"] == pytest.approx(-75.0)
+    lo, hi = identity["measured"]["closed_interval"]
+    assert 0.5 < lo < 0.75 / 0.78 < hi and identity["measured"]["interval_method"] == "t"
     assert rows["learning_rate"]["verdict"] == "refuted"  # closes 1/78 of the gap
-    assert rows["learning_rate"]["measured"]["plain_lr0.1"] == pytest.approx(0.79)
+    assert rows["learning_rate"]["measured"]["plain_lr0.1"] == pytest.approx(0.81)
     assert rows["branch_scale"]["verdict"] == "supported"  # (0.40-0.10)/(0.40-0.02) = 79%
 
 
-def test_an_intervention_verdict_needs_every_seed_to_agree():
-    seeds = dict(plain_deep=(0.80, 0.82, 0.84), dirac=(0.05, 0.81, 0.06))
-    rows = by_id(verdict(study(**seeds)))
+@pytest.mark.parametrize("dirac, expected", [
+    ((0.05, 0.81, 0.06), "inconclusive"),  # the seeds disagree: the interval straddles 0.5
+    ((0.60, 0.70, 0.80), "refuted"),       # closes 26%, 15%, 5%: wholly below 0.5
+    ((0.37, 0.06, 0.34), "inconclusive"),  # every seed closes >= 55%, yet the interval straddles
+    ((0.05, 0.06, 0.04), "supported")])
+def test_an_intervention_verdict_comes_from_the_interval_over_seeds(dirac, expected):
+    found = verdict(study(dirac=dirac))
+    assert by_id(found)["identity_init"]["verdict"] == expected
+    if expected == "inconclusive":
+        assert by_id(found)["identity_init"]["measured"]["why_inconclusive"] == \
+            "the interval of the fraction closed straddles 0.5"
+
+
+def test_one_seed_of_an_intervention_gives_no_interval():
+    rows = by_id(verdict(study(dirac=(0.05,))))
     assert rows["identity_init"]["verdict"] == "inconclusive"
-    per_seed = verdict(study(**seeds))["hypothesis_seeds"]["identity_init"]
-    assert [per_seed[f"seed {s}"]["decided"] for s in range(3)] == [True, False, True]
-    assert by_id(verdict(study(dirac=(0.60, 0.70, 0.80))))["identity_init"]["verdict"] \
-        == "refuted"
+    assert rows["identity_init"]["measured"]["why_inconclusive"] == (
+        "fewer than two seeds with a gap of at least 2 points and a start near the identity: "
+        "no interval")
 
 
 def test_no_gap_to_close_is_inconclusive():
     # the plain net trains as well as the residual twin: nothing for an intervention to close
-    rows = by_id(verdict(study(plain_deep=(0.03, 0.02, 0.03), dirac=(0.02,), lr=(0.02,))))
+    rows = by_id(verdict(study(plain_deep=(0.03, 0.02, 0.03), dirac=(0.02,) * 3,
+                               lr=(0.02,) * 3)))
     assert rows["identity_init"]["verdict"] == rows["learning_rate"]["verdict"] == \
         "inconclusive"
     # and the degradation was not there, so vanishing gradients have nothing to explain
@@ -99,31 +118,37 @@ def test_vanishing_gradients_is_refuted_when_the_degraded_plain_net_keeps_its_gr
 
 def test_a_diverged_intervention_counts_as_error_one():
     results = study()
-    dirac = next(c for c in results["cells"] if c["variant"] == "dirac")
-    dirac.update(status="diverged", final_train_error=None)
+    for dirac in (c for c in results["cells"] if c["variant"] == "dirac"):
+        dirac.update(status="diverged", final_train_error=None)
     rows = by_id(verdict(results))
     assert rows["identity_init"]["measured"]["plain_identity"] == 1.0
     assert rows["identity_init"]["verdict"] == "refuted"
 
 
-def test_flags_list_per_seed_values_and_disagreement_is_inconclusive():
+def test_flags_list_per_seed_values_and_a_straddling_interval_is_inconclusive():
     # seed 1's 56-layer plain net trains (1%): degradation in seeds 0 and 2 only
-    found = verdict(study(plain_deep=(0.80, 0.01, 0.84)))
+    found = verdict(study(plain_deep=(0.80, 0.01, 0.84), residual_deep=(0.018, 0.02, 0.022)))
     assert found["degradation"]["plain"] == "inconclusive"
-    assert found["degradation"]["numbers"]["plain"]["per_seed"] == \
-        {"0": True, "1": False, "2": True}
+    numbers = found["degradation"]["numbers"]["plain"]
+    assert numbers["per_seed"] == {"0": True, "1": False, "2": True}
+    assert numbers["gap_points"] == pytest.approx({"0": 79.0, "1": 0.0, "2": 83.0})
+    assert numbers["why_inconclusive"] == "the interval straddles 2 points"
     assert found["degradation"]["residual"] is False
     assert found["vanishing_gradients"]["plain_bn"] is False
     assert found["gradient_numbers"]["plain_bn"]["per_seed"]["vanishing"] == \
         {"0": False, "1": False, "2": False}
-    assert "against 1.0% for the 8-layer one: inconclusive: 2 of 3 seeds degraded." in \
+    lo, hi = numbers["interval"]
+    assert (f"against 1.0% for the 8-layer one (means of 3 seeds): inconclusive (the interval "
+            f"straddles 2 points; +54.0 points, 95% t-interval [{lo:+.1f}, {hi:+.1f}] over 3 "
+            "seeds).") in found["answer"]
+    assert "The residual twins did not degrade (1.0% at depth 8, 2.0% at depth 56; +1.0 " \
+        "points, 95% t-interval [+0.5, +1.5] over 3 seeds)." in found["answer"]
+    assert "So these runs do not settle the question (the interval straddles 2 points)." in \
         found["answer"]
-    assert "The residual twins did not degrade (0 of 3 seeds degraded; 1.0% at depth 8, " \
-        "2.0% at depth 56)." in found["answer"]
-    # all three agree: a plain yes, with the count
     agreed = verdict(study())
     assert agreed["degradation"]["plain"] is True
-    assert "degradation in 3 of 3 seeds" in agreed["answer"]
+    assert "degradation (+81.0 points, 95% t-interval [+76.0, +86.0] over 3 seeds)" in \
+        agreed["answer"]
 
 
 def test_intervention_cells_do_not_enter_the_flags():
@@ -188,7 +213,7 @@ def test_the_answer_addresses_the_three_questions_with_numbers():
             "against 82.0% from He init and 2.0% for the residual twin (identity init: "
             "supported).") in answer
     assert "Why does the plain net not close the gap?" in answer
-    assert "a 10x smaller learning rate left the plain net at 79.0%" in answer
+    assert "a 10x smaller learning rate left the plain net at 81.0%" in answer
     assert answer.endswith("In short, supported: identity init, branch scale; refuted: "
                            "vanishing gradients, learning rate, landscape; inconclusive: "
                            "identity init no bn, identity task, ensemble, shattering.")
@@ -214,10 +239,10 @@ def test_groups_pool_seeds_with_mean_and_spread():
 def test_identity_init_needs_its_net_to_start_near_the_identity():
     def with_start(distances):
         results = study()
-        dirac = next(c for c in results["cells"] if c["variant"] == "dirac")
-        dirac["measures"] = {"travelled": None, "sharpness": None, "identity": [
-            {"block": f"stage1_block{i}", "init": d, "final": 0.5}
-            for i, d in enumerate(distances, 2)]}
+        for dirac in (c for c in results["cells"] if c["variant"] == "dirac"):
+            dirac["measures"] = {"travelled": None, "sharpness": None, "identity": [
+                {"block": f"stage1_block{i}", "init": d, "final": 0.5}
+                for i, d in enumerate(distances, 2)]}
         return verdict(results)
 
     near = with_start([0.1, 0.2, 0.3])
@@ -228,6 +253,21 @@ def test_identity_init_needs_its_net_to_start_near_the_identity():
     assert by_id(dead)["identity_init"]["verdict"] == "inconclusive"
     assert dead["hypothesis_seeds"]["identity_init"]["seed 0"] == {
         "gap_points": pytest.approx(78.0), "closed": pytest.approx(0.75 / 0.78),
-        "decided": None, "start_distance": None, "started_near_identity": False}
+        "decided": None, "start_distance": None, "started_near_identity": False,
+        "change_points": pytest.approx(-75.0)}
     assert "some blocks started with all-zero inputs" in dead["answer"]
     assert by_id(with_start([0.6, 0.7, 0.9]))["identity_init"]["verdict"] == "inconclusive"
+
+
+def test_an_unconverged_reference_leaves_the_interventions_inconclusive():
+    results = study()
+    twin = next(c for c in results["cells"] if c["name"] == "resnet56-bn-s1")
+    twin["convergence"] = {"steps": 1408, "converged": False, "train_errors": {}}
+    rows = by_id(verdict(results))
+    for key in ("identity_init", "learning_rate", "branch_scale"):
+        assert rows[key]["verdict"] == "inconclusive", key
+        assert rows[key]["measured"]["why_inconclusive"] == \
+            "the reference hit the cap without converging (resnet56-bn-s1)"
+    assert rows["identity_init_no_bn"]["verdict"] != "inconclusive" or \
+        rows["identity_init_no_bn"]["measured"]["why_inconclusive"] != \
+        "the reference hit the cap without converging (resnet56-bn-s1)"

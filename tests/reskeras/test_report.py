@@ -18,7 +18,7 @@ from reskeras.study.report.why_figures import write_why_figures
 
 ANSWER = ("With BatchNorm, the 20-layer plain net ended at 30.0% training error against 5.0% "
           "for the 8-layer one: degradation. Its gradients did not vanish (ratio 1.2x).")
-FULL_SIZES = {"degradation": (1500, 700), "gradient_ratio": (1100, 450),
+FULL_SIZES = {"budget_curves": (1300, 480), "degradation": (1500, 700), "gradient_ratio": (1100, 450),
               "gradient_profiles_init": (1500, 450), "lesion": (800, 450),
               "shattering": (700, 450), "landscape": (700, 450),
               "interventions": (1100, 450), "identity_distance": (900, 450),
@@ -89,11 +89,21 @@ def _cell(residual, depth, batch_norm, diverged=False, seed=0, variant="he", fin
             "params": 1000 * depth + 18, "seconds": 12.5, "final_train_error": final,
             "final_test_error": final + 0.02, "final_loss": 0.0123, "curve": curve,
             "gradient": gradient, "errors": _errors(residual, batch_norm, final, steps[-1])}
+    # budget readings at 40, 80, 160 steps (the cap): deep plain nets hit it, the rest converge
+    capped = not residual and depth == 20
+    cell["convergence"] = {
+        "steps": 160 if capped else 80, "converged": not capped, "base": 40, "cap": 160,
+        "one_run": True, "failed_to_start": False,
+        "train_errors": {str(b): final + 0.1 * (2 - i) for i, b in
+                         enumerate((40, 80, 160) if capped else (40, 80))},
+        "train_losses": {}, "test_errors": {}}
     if diverged:
         curve[-1]["loss"] = None
         curve[-1]["train_error"] = None
         cell.update(status="diverged", params=None, final_train_error=None,
                     final_test_error=None, final_loss=None, errors=None)
+        cell["convergence"].update(converged=False, failed_to_start=None,
+                                   train_errors={"40": 0.9}, steps=40)
         gradient.update(first_last_ratio_median=None, state="unknown")
     return cell
 
@@ -187,7 +197,7 @@ def fake_results(analyses=True, no_bn=True, why=True):
         for bn in batch_norms for r in (False, True) for d in (8, 20)]
     if not why:
         for cell in cells:
-            del cell["variant"]
+            del cell["variant"], cell["convergence"]  # before budgets were read
     results = {
         "preset": "quick", "dataset": "digits", "recipe": "paper", "steps": 160,
         "batch_size": 128, "study_dir": "/tmp/study", "seconds": 512.3,
@@ -276,7 +286,7 @@ def test_html_embeds_every_figure_and_shows_the_answer(full_study):
                      "report_html": str(study / "report.html"),
                      "summary_csv": str(study / "summary.csv")}
     page = (study / "report.html").read_text(encoding="utf-8")
-    assert page.count('<img src="data:image/png;base64,') == len(figures) == 12
+    assert page.count('<img src="data:image/png;base64,') == len(figures) == 13
     for key, path in figures.items():  # each figure once, as the PNG written
         data = base64.b64encode((study / path).read_bytes()).decode("ascii")
         assert page.count(f'src="data:image/png;base64,{data}"') == 1, key
@@ -288,11 +298,12 @@ def test_html_embeds_every_figure_and_shows_the_answer(full_study):
                     "Lesions", "Gradient shattering", "Loss landscape", "Groups", "Cells",
                     "What this measurement can and cannot show", "How to reproduce"):
         assert f"<h2>{heading}</h2>" in page
-    assert "more than 2 percentage points" in page and "below 0.01 times" in page
+    assert "above 2 percentage points" in page and "below 0.01 times" in page
     assert "above 100." in page
     assert "reskeras study --preset quick --out /tmp/study" in page
     # 3 deep seeds but 1 of the others: not expressible with --seeds, so the preset's
-    assert ("--depths 8 20 --interventions dirac skipinit lr0.1 --steps 160 --out" in page)
+    assert ("--depths 8 20 --interventions dirac skipinit lr0.1 --recipe paper --steps 160 --out"
+            in page)
     assert all(note in page for note in results["notes"])
     assert page.index("<h2>Verdict</h2>") < page.index("<h2>Why</h2>") \
         < page.index("<h2>Degradation</h2>")
@@ -325,10 +336,11 @@ def test_markdown_references_every_figure(full_study):
     assert ("| exploding gradients at initialization (deepest net) | inconclusive (1/3 seeds) "
             "| no | not measured | not measured |") in text
     # the last column: EMA minus precise training error of the deepest twins, in points
-    assert "| residual, BatchNorm | 8 | 1.0% | 20 | 2.0% | +1.0 | inconclusive (1/3 seeds) " \
+    # (this verdict predates intervals: the interval column is empty)
+    assert "| residual, BatchNorm | 8 | 1.0% | 20 | 2.0% | +1.0 | — | inconclusive (1/3 seeds) " \
         "| +0.0 |\n" in text
-    assert "| plain, BatchNorm | 8 | 15.0% | 20 | 30.0% | +15.0 | **yes** (3/3 seeds) | +5.0 |\n" \
-        in text
+    assert "| plain, BatchNorm | 8 | 15.0% | 20 | 30.0% | +15.0 | — | **yes** (3/3 seeds) | " \
+        "+5.0 |\n" in text
     assert "| cell | net | depth | BN | seed | variant | status | params | seconds | train error, " \
         "precise (EMA / batch) | test error, precise (EMA) | loss |" in text
     assert "| plain20-bn-s0 | plain | 20 | yes | 0 | he | finished | 20,018 | 12.5 | " \
@@ -401,12 +413,15 @@ def test_summary_csv_has_one_exact_row_per_cell(full_study):
     study, results, _, _, _ = full_study
     with open(study / "summary.csv", newline="") as handle:
         rows = list(csv.reader(handle))
-    assert rows[0] == list(SUMMARY_COLUMNS)
+    budgets = ["train_error_at_40", "train_error_at_80", "train_error_at_160"]
+    assert rows[0] == list(SUMMARY_COLUMNS) + budgets
     assert [row[0] for row in rows[1:]] == [cell["name"] for cell in results["cells"]]
     by_name = {row[0]: dict(zip(rows[0], row)) for row in rows[1:]}
     assert by_name["plain20-bn-s0"] == {
         "name": "plain20-bn-s0", "residual": "False", "depth": "20", "batch_norm": "True",
-        "seed": "0", "variant": "he", "status": "finished", "params": "20018", "seconds": "12.5",
+        "seed": "0", "variant": "he", "recipe": "", "status": "finished", "params": "20018",
+        "seconds": "12.5", "steps": "160", "converged": "False", "failed_to_start": "False",
+        "train_loss": "", **dict(zip(budgets, (str(0.3 + 0.2), str(0.3 + 0.1), str(0.3)))),
         "final_train_error": "0.3", "final_test_error": "0.32", "final_loss": "0.0123",
         "train_error_ema": "0.35", "train_error_batch": "0.31", "train_error_precise": "0.3",
         "test_error_ema": "0.37", "test_error_precise": "0.32",
@@ -439,7 +454,7 @@ def test_skipped_analyses_are_not_drawn_and_say_not_measured(tmp_path):
     assert "<th>hypothesis</th>" not in page and "<h2>Groups</h2>" in page
     assert "Seeds: 1 seed (0) of every twin.</p>" in page
     assert "What the budget allowed: 1 seed (0) of every twin." in text
-    assert "--depths 8 20 --seeds 1 --steps 160 --no-bn-cells" in text
+    assert "--depths 8 20 --seeds 1 --recipe paper --steps 160 --no-bn-cells" in text
     assert ("| degradation (deepest vs shallowest net) | **yes** | no | **yes** | not measured |"
             in text)
     assert "| plain20-bn-s0 | plain | 20 | yes | 0 | he | finished |" in text
@@ -479,8 +494,12 @@ def test_summary_csv_alone(tmp_path):
     results = copy.deepcopy(fake_results(analyses=False))
     results["cells"][0]["gradient"] = {}
     write_summary_csv(results, str(tmp_path / "s.csv"))
-    first = (tmp_path / "s.csv").read_text().splitlines()[1].split(",")
-    assert first[-4:] == ["", "", "", ""]
+    with open(tmp_path / "s.csv", newline="") as handle:
+        first = next(csv.DictReader(handle))
+    assert [first[k] for k in ("first_last_ratio_init", "first_last_ratio_median",
+                               "log10_slope_init", "gradient_state")] == ["", "", "", ""]
+    assert first["train_error_at_80"] == str(results["cells"][0]["convergence"]
+                                             ["train_errors"]["80"])
 
 
 _OVERFLOW_PROBE = """<script>

@@ -1,5 +1,6 @@
 """The study: criteria on constructed records, a tiny grid end to end, resume, bad input."""
 
+import csv
 import json
 import os
 
@@ -47,24 +48,37 @@ def test_constructed_records_read_as_vanishing_healthy_and_exploding():
     assert gradient_summary(nan)["state"] == "unknown"
 
 
-def cell(residual, depth, bn, error, ratio, status="finished"):
+def cell(residual, depth, bn, error, ratio, status="finished", seed=0):
     summary = gradient_summary(records(ratio))
-    return {"name": Cell(residual, depth, bn, 0).name, "residual": residual, "depth": depth,
-            "batch_norm": bn, "seed": 0, "status": status,
+    return {"name": Cell(residual, depth, bn, seed).name, "residual": residual, "depth": depth,
+            "batch_norm": bn, "seed": seed, "status": status,
             "final_train_error": None if status != "finished" else error,
             "gradient": summary}
 
 
+def seeds3(residual, depth, bn, error, ratio, status="finished"):
+    """Three seeds of one cell, errors 0.1 points apart (an interval of width ~0.5 points)."""
+    return [cell(residual, depth, bn, None if error is None else error + 0.001 * (s - 1),
+                 ratio * (1 + 0.01 * s), status, seed=s) for s in range(3)]
+
+
 def test_verdict_criteria_on_constructed_results():
     results = {"cells": [
-        cell(False, 8, True, 0.01, 1.5), cell(False, 56, True, 0.86, 2.0),     # degrades
-        cell(True, 8, True, 0.01, 1.0), cell(True, 56, True, 0.02, 1.2),       # +1 point: no
-        cell(False, 8, False, 0.02, 0.5), cell(False, 56, False, None, 1e-4, "diverged"),
-        cell(True, 8, False, 0.03, 1.0), cell(True, 56, False, 0.05, 1e3)]}
+        *seeds3(False, 8, True, 0.01, 1.5), *seeds3(False, 56, True, 0.86, 2.0),  # degrades
+        *seeds3(True, 8, True, 0.01, 1.0), *seeds3(True, 56, True, 0.02, 1.2),    # +1 point: no
+        *seeds3(False, 8, False, 0.02, 0.5), *seeds3(False, 56, False, None, 1e-4, "diverged"),
+        *seeds3(True, 8, False, 0.03, 1.0), *seeds3(True, 56, False, 0.05, 1e3)]}
     found = verdict(results)
     assert {k: v for k, v in found["degradation"].items() if k != "numbers"} == \
         {"plain": True, "residual": False, "plain_no_bn": True, "residual_no_bn": False}
     assert found["degradation"]["numbers"]["plain"]["points"] == pytest.approx(85.0)
+    assert found["degradation"]["numbers"]["plain"]["interval_method"] == "t"
+    # one seed gives no interval: every flag is inconclusive, and says why
+    one = verdict({"cells": [c for c in results["cells"] if c["seed"] == 0]})
+    assert {k: v for k, v in one["degradation"].items() if k != "numbers"} == \
+        dict.fromkeys(("plain", "residual", "plain_no_bn", "residual_no_bn"), "inconclusive")
+    assert one["degradation"]["numbers"]["plain"]["why_inconclusive"] == \
+        "fewer than two seeds with both nets measured: no interval"
     assert found["vanishing_gradients"] == {"plain_bn": False, "residual_bn": False,
                                             "plain_no_bn": True, "residual_no_bn": False}
     assert found["exploding_at_init"]["residual_no_bn"] is True
@@ -110,21 +124,26 @@ def test_the_answer_names_a_statistics_gap_above_the_degradation_threshold(gap, 
 def test_grid_and_presets():
     config = StudyConfig.from_preset("quick", "x")
     names = [c.name for c in grid(config)]
-    assert names[:4] == ["plain8-bn-s0", "resnet8-bn-s0", "plain8-nobn-s0", "resnet8-nobn-s0"]
-    # 3 seeds of the depth-56 BN twins, 1 of the rest; interventions at depth 56, seed 0
-    assert names[8:] == [
-        "plain56-bn-s0", "resnet56-bn-s0", "plain56-bn-s1", "resnet56-bn-s1",
-        "plain56-bn-s2", "resnet56-bn-s2", "plain56-bn-dirac-s0", "plain56-bn-lr0.1-s0",
-        "plain56-nobn-s0", "resnet56-nobn-s0", "plain56-nobn-dirac-s0",
-        "resnet56-nobn-skipinit-s0"]
-    assert len(names) == 20 == len(set(names))
+    assert names[:4] == ["plain8-bn-s0", "resnet8-bn-s0", "plain8-bn-s1", "resnet8-bn-s1"]
+    # 3 seeds of every cell, the interventions (at depth 56) included
+    assert names[-12:] == [
+        "plain56-nobn-s0", "resnet56-nobn-s0", "plain56-nobn-s1", "resnet56-nobn-s1",
+        "plain56-nobn-s2", "resnet56-nobn-s2", "plain56-nobn-dirac-s0",
+        "resnet56-nobn-skipinit-s0", "plain56-nobn-dirac-s1", "resnet56-nobn-skipinit-s1",
+        "plain56-nobn-dirac-s2", "resnet56-nobn-skipinit-s2"]
+    assert len(names) == 3 * 4 * 3 + 4 * 3 == len(set(names))
+    # the base budget of 8 epochs (88 steps), doubled up to 4 times: the cap is 1,408 steps
+    assert (config.recipe, config.epochs, config.max_doublings, config.compare_recipes) == \
+        ("adam", 8, 4, ())
     full = StudyConfig.from_preset("full", "z")
     assert (full.dataset, full.depths, full.seeds, full.deep_seeds, full.intervention_seeds,
-            len(grid(full))) == ("digits", (8, 20, 32, 44, 56), (0, 1, 2), (0, 1, 2),
-                                 (0, 1, 2), 5 * 4 * 3 + 4 * 3)
+            len(grid(full))) == ("digits", (8, 20, 32, 44, 56), (0, 1, 2, 3, 4),
+                                 (0, 1, 2, 3, 4), (0, 1, 2, 3, 4), 5 * 4 * 5 + 4 * 5)
+    assert (full.recipe, full.compare_recipes, full.max_doublings) == ("adam", ("paper",), 5)
     paper = StudyConfig.from_preset("paper", "y")
-    assert (paper.dataset, paper.depths, paper.steps, len(grid(paper))) == \
-        ("cifar10", (20, 32, 44, 56, 110), 64000, 5 * 4 * 3 + 4 * 3)
+    assert (paper.dataset, paper.depths, paper.steps, paper.max_doublings, len(grid(paper))) == \
+        ("cifar10", (20, 32, 44, 56, 110), 4000, 4, 5 * 4 * 3 + 4 * 3)
+    assert paper.steps * 2 ** paper.max_doublings == 64000  # the paper's budget is the cap
     assert {c.variant for c in grid(paper)} == {"he", "dirac", "skipinit", "lr0.1"}
     # --seeds N: N seeds of every cell; no interventions: the twins only
     two = StudyConfig.from_preset("quick", "w", seeds=(0, 1), interventions=())
@@ -162,6 +181,12 @@ def test_intervention_cells_train_with_their_change(monkeypatch):
     ({"deep_seeds": (0, -2)}, r"`deep_seeds` must be non-negative integers"),
     ({"analyses": ("lesion", "hessian")}, r"`analyses` must be among 'lesion'"),
     ({"sharpness_seeds": 0}, r"`sharpness_seeds`"),
+    ({"max_doublings": -1}, r"^`max_doublings` must be an integer >= 0. Received: "
+                            r"max_doublings=-1$"),
+    ({"recipe": "rmsprop"}, r"^`recipe` must be one of 'paper', 'adam'. Received: "
+                            r"recipe='rmsprop'$"),
+    ({"compare_recipes": ("adam",)}, r"^`compare_recipes` must be distinct recipes other than "
+                                     r"`recipe` \('adam'\). Received: compare_recipes=\['adam'\]$"),
 ])
 def test_bad_study_arguments(overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -181,6 +206,12 @@ def test_bad_cli_input_is_one_line_exit_2(tmp_path, capsys):
     assert "--interventions" in errors[2] and "'nope'" in errors[2]
     assert "--preset" in errors[3] and "'huge'" in errors[3] and "'full'" in errors[3]
     assert not any((tmp_path / name).exists() for name in "stu")
+    assert main(["study", "--max-doublings", "-2", "--out", str(tmp_path / "v")]) == 2
+    assert capsys.readouterr().err.strip() == \
+        "reskeras study: error: `max_doublings` must be an integer >= 0. Received: max_doublings=-2"
+    with pytest.raises(SystemExit):
+        main(["study", "--recipe", "sgd", "--out", str(tmp_path / "w")])
+    assert "--recipe" in capsys.readouterr().err and not (tmp_path / "v").exists()
 
 
 def test_first_seed_shifts_every_seed_set(monkeypatch, tmp_path, capsys):
@@ -199,7 +230,7 @@ def test_first_seed_shifts_every_seed_set(monkeypatch, tmp_path, capsys):
     assert main(["study", "--first-seed", "-1", "--out", str(tmp_path / "c")]) == 2
     quick, two = seen
     assert (quick.seeds, quick.deep_seeds, quick.intervention_seeds) == (
-        (100,), (100, 101, 102), (100,))
+        (100, 101, 102), (100, 101, 102), (100, 101, 102))
     assert tuple(quick.identity_task["seeds"]) == (100,)
     assert quick.identity_task["depths"] == (1, 2, 4, 8, 16)
     assert (two.seeds, two.deep_seeds, two.intervention_seeds) == ((7, 8), (7, 8), (7, 8))
@@ -226,7 +257,8 @@ def test_bad_export_options_fail_before_training(tmp_path, capsys, extra, messag
 
 
 # the Hessian is left to the paper-preset test (-m slow): it doubles this test's analysis time
-TINY = dict(depths=(8,), steps=8, batch_size=64, grad_norms_every=4, activations_every=4,
+TINY = dict(depths=(8,), steps=8, max_doublings=1, seeds=(0,), intervention_seeds=(0,),
+            batch_size=64, grad_norms_every=4, activations_every=4,
             precise_bn_batches=4,
             batch_norm=(True,), deep_seeds=(0,), interventions=("dirac",),
             identity_task={"depths": (1, 3), "seeds": (0,), "steps": 5},
@@ -241,7 +273,8 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
     assert [c["name"] for c in results["cells"]] == \
         ["plain8-bn-s0", "resnet8-bn-s0", "plain8-bn-dirac-s0"] == [c.name for c in grid(config)]
     assert all(c["status"] == "finished" for c in results["cells"])
-    assert sorted(os.listdir(out)) == ["figures", "report.html", "report.md", "results.json",
+    assert sorted(os.listdir(out)) == ["convergence", "figures", "report.html", "report.md",
+                                       "results.json",
                                        "runs", "study.json", "summary.csv", "timings.json",
                                        "verdict.json"]
     _check_timings(out, results)
@@ -250,7 +283,16 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
                           "hypotheses", "hypothesis_seeds"}
     assert saved["answer"] and saved == json.loads(json.dumps(results["verdict"]))
     assert [h["id"] for h in saved["hypotheses"]][:2] == ["vanishing_gradients", "identity_init"]
-    assert set(saved["hypotheses"][1]["measured"]) == {"plain", "plain_identity", "residual"}
+    assert set(saved["hypotheses"][1]["measured"]) == {
+        "plain", "plain_identity", "residual", "closed_interval", "change_points_interval",
+        "interval_method", "why_inconclusive"}
+    # one seed: no interval, so every flag and intervention verdict says why it is undecided
+    assert saved["hypotheses"][1]["verdict"] == "inconclusive"
+    assert set(saved["convergence"]) == set(saved["failed_to_start"]) == {
+        "plain8-bn-s0", "resnet8-bn-s0", "plain8-bn-dirac-s0"}
+    assert all(sorted(c["train_errors"]) == ["16", "8"] and c["steps"] == 16
+               for c in saved["convergence"].values())
+    assert (saved["criteria"]["base_steps"], saved["criteria"]["cap_steps"]) == (8, 16)
     dirac = json.loads((out / "runs" / "plain8-bn-dirac-s0" / "config.json").read_text())
     assert dirac["arch"]["init"] == "dirac"
     _check_errors_against_keras(out, results, saved)
@@ -307,7 +349,8 @@ def _check_timings(out, results):
     for entry in cells.values():
         assert set(entry) == {"steps", "reused", "seconds", "training_seconds", "trace_seconds",
                               "evaluation_seconds", "overhead_seconds"}
-        assert (entry["steps"], entry["reused"]) == (8, False)
+        # 8 steps, then extended to 16: the base budget and one doubling (the cap)
+        assert (entry["steps"], entry["reused"]) == (16, False)
         # each cell is the first of its group here: it traced its step
         assert 0 < entry["training_seconds"] < entry["seconds"]
         assert 0 < entry["trace_seconds"] < entry["overhead_seconds"]
@@ -346,7 +389,7 @@ def _check_errors_against_keras(out, results, saved):
         pre = config["preprocessing"]
         assert config["training"]["precise_bn"] == {"batches": 4, "batch_size": 64}
         errors = saved["errors"][entry["name"]]
-        assert errors == entry["errors"] and errors["steps"] == 8
+        assert errors == entry["errors"] and errors["steps"] == 16
         assert set(errors["train"]) == {"ema", "batch", "precise"}
         assert set(errors["test"]) == {"ema", "precise"}
         assert (entry["final_train_error"], entry["final_test_error"]) == (
@@ -375,24 +418,30 @@ def test_paper_preset_runs_on_cifar10_prepared_by_tfds_real_builder(tmp_path, ca
     prepare_cifar10(tmp_path / "tfds", tmp_path / "files", train_per_file=26, test=20)
     out = tmp_path / "paper"
     assert main(["study", "--preset", "paper", "--data-dir", str(tmp_path / "tfds"),
-                 "--depths", "8", "--seeds", "1", "--steps", "2", "--skip", "identity_task",
-                 "--out", str(out)]) == 0, \
+                 "--depths", "8", "--seeds", "1", "--steps", "2", "--max-doublings", "1",
+                 "--skip", "identity_task", "--out", str(out)]) == 0, \
         capsys.readouterr().err
     saved = json.loads((out / "study.json").read_text())
-    assert (saved["preset"], saved["dataset"], saved["recipe"], saved["steps"]) == (
-        "paper", "cifar10", "paper", 2)
+    assert (saved["preset"], saved["dataset"], saved["recipe"], saved["steps"],
+            saved["max_doublings"]) == ("paper", "cifar10", "paper", 2, 1)
     results = json.loads((out / "results.json").read_text())
     # the paper grid's interventions, at its (here only) depth
     assert [c["name"] for c in results["cells"]] == [
         "plain8-bn-s0", "resnet8-bn-s0", "plain8-bn-dirac-s0", "plain8-bn-lr0.1-s0",
         "plain8-nobn-s0", "resnet8-nobn-s0", "plain8-nobn-dirac-s0", "resnet8-nobn-skipinit-s0"]
     assert all(c["status"] == "finished" for c in results["cells"])
+    # the paper's step decay depends on the budget: each budget (2 and 4 steps) its own run
     for cell in results["cells"]:
-        config = json.loads((out / "runs" / cell["name"] / "config.json").read_text())
-        assert config["dataset"]["data_dir"] == str(tmp_path / "tfds")
-        assert config["input_shape"] == [32, 32, 3] and config["training"]["total_steps"] == 2
+        assert cell["run_dir"] == f"runs/{cell['name']}-4steps"
+        assert sorted(cell["convergence"]["train_errors"]) == ["2", "4"]
+        for steps in (2, 4):
+            config = json.loads((out / "runs" / f"{cell['name']}-{steps}steps" /
+                                 "config.json").read_text())
+            assert config["dataset"]["data_dir"] == str(tmp_path / "tfds")
+            assert config["input_shape"] == [32, 32, 3]
+            assert config["training"]["total_steps"] == steps
     by_name = {c["name"]: c for c in results["cells"]}
-    lr = json.loads((out / "runs" / "plain8-bn-lr0.1-s0" / "config.json").read_text())
+    lr = json.loads((out / "runs" / "plain8-bn-lr0.1-s0-4steps" / "config.json").read_text())
     assert lr["training"]["plan"]["base_lr"] == pytest.approx(0.01)  # the paper's 0.1 / 10
     assert all(c["measures"]["identity"] for c in by_name.values())
     # the Hessian of the BN twins and the identity-initialized plain net, at init and the end
@@ -436,8 +485,8 @@ def test_a_killed_study_resumes_inside_its_intervention_cell(tmp_path):
     import time
 
     out = tmp_path / "study"
-    command = ["reskeras", "study", "--depths", "8", "--epochs", "3", "--no-bn-cells",
-               "--seeds", "1", "--interventions", "dirac", "--skip", "lesion", "shattering",
+    command = ["reskeras", "study", "--depths", "8", "--epochs", "3", "--max-doublings", "0",
+               "--no-bn-cells", "--seeds", "1", "--interventions", "dirac", "--skip", "lesion", "shattering",
                "landscape", "sharpness", "identity_task", "--out", str(out)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
@@ -466,3 +515,55 @@ def test_a_killed_study_resumes_inside_its_intervention_cell(tmp_path):
     verdict_file = json.loads((out / "verdict.json").read_text())
     identity = next(h for h in verdict_file["hypotheses"] if h["id"] == "identity_init")
     assert identity["measured"]["plain_identity"] == results["cells"][2]["final_train_error"]
+
+
+def test_a_study_under_two_recipes_reads_budgets_both_ways(tmp_path):
+    """Adam (budget-free) is one run extended; the paper's step decay trains each budget
+    anew under runs/paper/; the verdict lists each recipe's decisions and their differences."""
+    out = tmp_path / "study"
+    config = StudyConfig.from_preset(
+        "quick", str(out), **{**TINY, "seeds": (0, 1), "deep_seeds": (0, 1), "interventions": (),
+                              "intervention_seeds": (), "compare_recipes": ("paper",),
+                              "analyses": ()})
+    results = run_study(config, log=lambda *a, **k: None)
+    assert sorted(os.listdir(out / "runs")) == [
+        "paper", "plain8-bn-s0", "plain8-bn-s1", "resnet8-bn-s0", "resnet8-bn-s1"]
+    assert sorted(os.listdir(out / "runs" / "paper")) == sorted(
+        f"{kind}8-bn-s{seed}-{steps}steps" for kind in ("plain", "resnet") for seed in (0, 1)
+        for steps in (8, 16))
+    boundaries = [json.loads((out / "runs" / "paper" / f"plain8-bn-s0-{steps}steps" /
+                              "config.json").read_text())["training"]["plan"]["boundaries"]
+                  for steps in (8, 16)]
+    assert boundaries == [[4, 6], [8, 12]]  # each budget its own schedule
+    adam = json.loads((out / "runs" / "plain8-bn-s0" / "config.json").read_text())
+    assert adam["training"]["total_steps"] == 16
+    paper = results["compared"]["paper"]["cells"]
+    assert [c["run_dir"] for c in paper] == [f"runs/paper/{c}-16steps" for c in (
+        "plain8-bn-s0", "resnet8-bn-s0", "plain8-bn-s1", "resnet8-bn-s1")]
+    assert all(c["recipe"] == "paper" and c["convergence"]["one_run"] is False for c in paper)
+    assert all(c["recipe"] == "adam" and c["convergence"]["one_run"] is True
+               for c in results["cells"])
+    saved = json.loads((out / "verdict.json").read_text())
+    assert set(saved["recipes"]) == {"adam", "paper"}
+    assert set(saved["recipes"]["adam"]) == {
+        "vanishing_gradients.plain_bn", "vanishing_gradients.residual_bn",
+        "exploding_at_init.plain_bn", "exploding_at_init.residual_bn",
+        *(f"hypothesis.{h}" for h in ("vanishing_gradients", "identity_init",
+                                       "identity_init_no_bn", "branch_scale", "learning_rate"))}
+    assert saved["recipe_differences"] == [
+        d for d in saved["recipe_differences"]
+        if saved["recipes"]["adam"][d["decision"]] != saved["recipes"]["paper"][d["decision"]]]
+    report = (out / "report.md").read_text()
+    assert "**Recipe `adam`**" in report and "**Recipe `paper`**" in report
+    assert "Decisions that differ between the recipes: " in report
+    with open(out / "summary.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["name"], r["recipe"]) for r in rows] == \
+        [(c["name"], "adam") for c in results["cells"]] + [(c["name"], "paper") for c in paper]
+    assert all(r["train_error_at_8"] and r["train_error_at_16"] for r in rows)
+    timings = json.loads((out / "timings.json").read_text())["cells"]
+    assert sorted(timings) == sorted([c["name"] for c in results["cells"]]
+                                     + [f"paper/{c['name']}" for c in paper])
+    # paper: 8 steps, then 16 from scratch; adam: 8, then 8 more
+    assert {t["steps"] for name, t in timings.items() if name.startswith("paper/")} == {24}
+    assert {t["steps"] for name, t in timings.items() if "/" not in name} == {16}

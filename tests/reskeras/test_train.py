@@ -578,3 +578,41 @@ def test_initial_weights_seed_a_new_run_but_a_resume_restores_its_checkpoint(
     assert result.status == "finished" and result.step == 22
     assert all(np.array_equal(a, b) for a, b in zip(resumed.at_begin, first.at_end))
     assert not all(np.array_equal(a, b) for a, b in zip(resumed.at_begin, source_weights))
+
+
+def test_an_extended_run_equals_one_trained_for_the_larger_budget(tmp_path):
+    """One run read at 11 steps, then extended to 22, ends as a 22-step run does."""
+    straight = train(small(tmp_path / "straight", epochs=None, steps=22, deterministic=True,
+                           precise_bn=True))
+    first = train(small(tmp_path / "grown", epochs=None, steps=11, deterministic=True,
+                        precise_bn=True))
+    assert first.step == 11
+    grown = train(small(tmp_path / "grown", epochs=None, steps=22, deterministic=True,
+                        precise_bn=True, extend=True))
+    assert grown.status == "finished" and grown.step == 22
+    assert all(np.array_equal(a, b) for a, b in
+               zip(grown.model.get_weights(), straight.model.get_weights()))
+    drop = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in grown.history] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in straight.history]
+    out = tmp_path / "grown"
+    assert json.loads((out / "summary.step11.json").read_text())["step"] == 11
+    assert rundir.read_summary(str(out))["step"] == 22
+    assert rundir.read_config(str(out))["training"]["total_steps"] == 22
+    # without `extend`, or to a smaller budget, or with a budget-dependent schedule: refused
+    with pytest.raises(ValueError, match=r"`out` holds a different run \(training.epochs"):
+        train(small(out, epochs=None, steps=33, deterministic=True, precise_bn=True))
+    with pytest.raises(ValueError, match=r"^`extend` cannot continue the run in `out` "
+                       r"\(training.total_steps: 22 -> 11 \(a run extends"):
+        train(small(out, epochs=None, steps=11, deterministic=True, precise_bn=True,
+                    extend=True))
+    with pytest.raises(ValueError, match=r"^`extend` cannot continue the run in `out` "
+                       r"\(training.plan.boundaries: \[16, 25\] \(a step-decay"):
+        train(small(out, epochs=None, steps=33, deterministic=True, precise_bn=True,
+                    extend=True, recipe="paper"))
+    assert rundir.read_summary(str(out))["step"] == 22  # nothing written by the refusals
+    with pytest.raises(ValueError, match=r"^`extend` cannot continue the run in `out` "
+                       r"\(training.plan: \{'base_lr': 0.001.* -> \{.*'base_lr': 0.002"):
+        train(small(out, epochs=None, steps=33, deterministic=True, precise_bn=True,
+                    extend=True, lr=0.002))
+    assert rundir.read_summary(str(out))["step"] == 22

@@ -2,19 +2,23 @@
 
 Every hypothesis is a dict with exactly the keys ``id, claim, source, test,
 prediction, measured, verdict``; ``verdict`` is ``"supported"``, ``"refuted"`` or
-``"inconclusive"``. A verdict is decided per seed first (``per_seed``, returned
-beside the list), and is supported or refuted only when every seed that could
-decide agrees; disagreeing seeds, or none able to decide, give ``inconclusive``.
+``"inconclusive"``. The per-seed values come beside the list (``per_seed``). The
+intervention tests are decided from the 95% interval over seeds of the fraction of the
+gap closed (:mod:`reskeras.study.judgment.intervals`): supported when it lies wholly
+above ``GAP_CLOSED``, refuted when wholly below, inconclusive when it straddles or fewer
+than two seeds could decide. The other hypotheses are supported or refuted only when
+every seed that could decide agrees; disagreeing seeds, or none able to decide, give
+``inconclusive``.
 The criteria (docs/study.md, "Why: the hypotheses") are constants of the one criteria
 table, :mod:`reskeras.study.criteria`:
 
 - **intervention tests** (``identity_init``, ``branch_scale``, ``learning_rate``):
   the gap is the training-error difference between the failing net and its
   reference (the residual twin, or the BN residual twin for ``branch_scale``);
-  the intervention is *supported* in a seed when it closes at least
-  ``GAP_CLOSED`` of that gap, *refuted* when it closes less; a gap below
-  ``MIN_GAP_POINTS`` percentage points leaves the seed undecided (nothing to
-  close). A diverged cell counts as training error 1.0. ``identity_init`` (and
+  a seed's value is the fraction of that gap the intervention closes (its
+  ``decided`` says whether it closed at least ``GAP_CLOSED``); a gap below
+  ``MIN_GAP_POINTS`` percentage points leaves the seed out (nothing to close). A
+  diverged cell counts as training error 1.0. ``identity_init`` (and
   ``identity_init_no_bn``) also need their premise: the identity-initialized net
   must start near the identity, its median block distance
   ``||block(x) - x|| / ||x||`` at initialization below ``IDENTITY_PREMISE``
@@ -52,6 +56,7 @@ from __future__ import annotations
 import numpy as np
 
 from reskeras.study.cells import deepest_depth
+from reskeras.study.judgment.intervals import decide, interval
 from reskeras.study.criteria import (ENSEMBLE_DAMAGE, GAP_CLOSED, IDENTITY_FACTOR,
                                      IDENTITY_LEARNED, IDENTITY_PREMISE, MIN_GAP_POINTS,
                                      MIN_HEADROOM, SHATTERING_GAP, VANISHING_RATIO)
@@ -132,10 +137,23 @@ def start_distance(results: dict, residual: bool, batch_norm: bool, variant: str
     return found
 
 
-def _intervention(results, baseline, treated, reference, keys, premise=None
-                  ) -> tuple[dict, dict, str]:
+def unconverged(results: dict, residual: bool, batch_norm: bool, variant: str = "he"
+                ) -> list[str]:
+    """The cells of one configuration at the deepest depth that hit the cap without
+    converging (cells without budget readings count as they are)."""
+    depth = deepest_depth(results)
+    return [c["name"] for c in results["cells"]
+            if (c["residual"], c["batch_norm"], c.get("variant", "he"), c["depth"]) ==
+            (residual, batch_norm, variant, depth) and c["status"] == "finished"
+            and (c.get("convergence") or {}).get("converged") is False]
+
+
+def _intervention(results, baseline, treated, reference, keys, premise=None,
+                  reference_stuck=()) -> tuple[dict, dict, str]:
     """An intervention's gap test; ``premise`` (per seed: the treated net's median distance
-    from the identity at init) undecides the seeds where the net did not start near it."""
+    from the identity at init) undecides the seeds where the net did not start near it;
+    a reference that hit the cap without converging (``reference_stuck``) leaves it
+    inconclusive: its gap was still moving."""
     per_seed, decided = _gap_test(baseline, treated, reference)
     for seed in list(decided):
         if premise is not None and seed in premise:
@@ -145,9 +163,30 @@ def _intervention(results, baseline, treated, reference, keys, premise=None
             per_seed[f"seed {seed}"]["started_near_identity"] = near
             if not near:
                 decided[seed] = per_seed[f"seed {seed}"]["decided"] = None
+    for seed in decided:
+        per_seed[f"seed {seed}"]["change_points"] = (treated[seed] - baseline[seed]) * 100
+    closed = interval(per_seed[f"seed {seed}"]["closed"] for seed, ok in decided.items()
+                      if ok is not None)
+    change = interval(per_seed[f"seed {seed}"]["change_points"] for seed in decided)
+    found = decide(closed, GAP_CLOSED)
+    why = None
+    if reference_stuck:
+        found = "inconclusive"
+        why = (f"the reference hit the cap without converging "
+               f"({', '.join(reference_stuck)})")
+    elif closed is None:
+        why = (f"fewer than two seeds with a gap of at least {MIN_GAP_POINTS:g} points"
+               + (" and a start near the identity" if premise is not None else "")
+               + ": no interval")
+    elif found == "inconclusive":
+        why = f"the interval of the fraction closed straddles {GAP_CLOSED:g}"
     measured = {keys[0]: _mean(baseline.values()), keys[1]: _mean(treated.values()),
-                keys[2]: _mean(reference.values())}
-    return measured, per_seed, _verdict(decided.values()) if decided else "inconclusive"
+                keys[2]: _mean(reference.values()),
+                "closed_interval": closed["interval"] if closed else None,
+                "change_points_interval": change["interval"] if change else None,
+                "interval_method": (closed or change or {}).get("method"),
+                "why_inconclusive": why}
+    return measured, per_seed, {True: "supported", False: "refuted"}.get(found, "inconclusive")
 
 
 def _vanishing(results: dict, flags: dict) -> tuple[dict, dict, str]:
@@ -379,19 +418,21 @@ def hypotheses(results: dict, flags: dict | None = None) -> tuple[list[dict], di
         "identity_init": _intervention(
             results, errors(results, False, True), errors(results, False, True, "dirac"),
             errors(results, True, True), ("plain", "plain_identity", "residual"),
-            start_distance(results, False, True, "dirac")),
+            start_distance(results, False, True, "dirac"), unconverged(results, True, True)),
         "identity_init_no_bn": _intervention(
             results, errors(results, False, False), errors(results, False, False, "dirac"),
             errors(results, True, False),
             ("plain_no_bn", "plain_no_bn_identity", "residual_no_bn"),
-            start_distance(results, False, False, "dirac")),
+            start_distance(results, False, False, "dirac"), unconverged(results, True, False)),
         "branch_scale": _intervention(
             results, errors(results, True, False), errors(results, True, False, "skipinit"),
             errors(results, True, True),
-            ("residual_no_bn", "residual_no_bn_skipinit", "residual_bn")),
+            ("residual_no_bn", "residual_no_bn_skipinit", "residual_bn"),
+            reference_stuck=unconverged(results, True, True)),
         "learning_rate": _intervention(
             results, errors(results, False, True), errors(results, False, True, "lr0.1"),
-            errors(results, True, True), ("plain", "plain_lr0.1", "residual")),
+            errors(results, True, True), ("plain", "plain_lr0.1", "residual"),
+            reference_stuck=unconverged(results, True, True)),
         "identity_task": _identity_task(results),
         "ensemble": _ensemble(results),
         "shattering": _shattering(results),
@@ -406,4 +447,4 @@ def hypotheses(results: dict, flags: dict | None = None) -> tuple[list[dict], di
     return rows, per_seed
 
 
-__all__ = ["TEXT", "VERDICTS", "combine", "errors", "hypotheses"]
+__all__ = ["TEXT", "VERDICTS", "combine", "errors", "hypotheses", "unconverged"]

@@ -4,23 +4,28 @@ Every training error read here is ``final_train_error``: the error with the Batc
 statistics that ``criteria.TRAIN_ERROR`` names (precise statistics, recomputed with the
 final weights; see :mod:`reskeras.study.measures.training_error`).
 
-- **degradation** (per family: plain/residual, with and without BN): the deepest
-  net's final training error exceeds the shallowest's by more than
-  ``DEGRADATION_POINTS`` percentage points at the same step count (per seed,
-  against the shallowest net of the same seed or the shallow seeds' mean; a
-  diverged deepest net counts as degraded, a diverged shallowest one leaves it
-  undecided);
-- **vanishing gradients** (per family): the deepest net's gradient-flow state is
-  ``vanishing`` (first/last conv gradient-norm ratio, median over logged steps,
-  below 1/100; see ``gradient_flow``);
-- **exploding at initialization**: that ratio at step 0 above 100;
+- **degradation** (per family: plain/residual, with and without BN): per seed, the
+  deepest net's final training error minus the shallowest's (same seed, or the shallow
+  seeds' mean) in points, each at its final budget; degraded when the 95% interval over
+  seeds (:mod:`reskeras.study.judgment.intervals`) is wholly above
+  ``DEGRADATION_POINTS``. A diverged deepest net counts as error 1.0; a shallowest net
+  that hit the cap without converging leaves the flag inconclusive;
+- **vanishing gradients** (per family): the interval of log10 of the deepest net's
+  first/last conv gradient-norm ratio (median over logged steps) wholly below
+  log10(``VANISHING_RATIO``);
+- **exploding at initialization**: the interval of log10 of that ratio at step 0 wholly
+  above log10(``EXPLODING_RATIO``);
+- **failed to start** (per cell): its full-pass training loss at the final budget within
+  ``FAILED_TO_START`` of ln(classes);
+- **convergence** (per cell): the budget it stopped at, whether it converged, and its
+  full-pass training error at every budget read;
 - **BN statistics gap** (per cell): EMA minus precise training error in points; the
   answer says so when it exceeds ``DEGRADATION_POINTS`` for a cell a flag reads.
 
-Each flag is decided per seed first (``numbers[...]["per_seed"]``) and is
-yes/no only when every seed agrees, else ``"inconclusive"``. Only the
-unmodified twins (``variant == "he"``) count; the interventions are judged as
-``hypotheses`` (``reskeras.study.judgment.hypotheses``).
+A flag is ``True``/``False`` only when its interval lies wholly on one side of the
+threshold, else ``"inconclusive"`` (with ``why_inconclusive``); one seed gives no
+interval. Only the unmodified twins (``variant == "he"``) count; the interventions are
+judged as ``hypotheses`` (``reskeras.study.judgment.hypotheses``).
 
 The answer paragraph is assembled from these flags, the hypotheses and their
 numbers; nothing in it is written in advance of the data.
@@ -31,10 +36,12 @@ from __future__ import annotations
 import numpy as np
 
 from reskeras.study.cells import is_twin
-from reskeras.study.criteria import (DEGRADATION_POINTS, EXPLODING_RATIO, IDENTITY_LEARNED,
-                                     TRAIN_ERROR, VANISHING_RATIO, criteria)
+from reskeras.study.criteria import (CONFIDENCE, DEGRADATION_POINTS, EXPLODING_RATIO,
+                                     FAILED_TO_START, IDENTITY_LEARNED, TRAIN_ERROR,
+                                     VANISHING_RATIO, criteria)
 from reskeras.study.judgment import hypotheses as hyp
 from reskeras.study.judgment.hypotheses import combine
+from reskeras.study.judgment.intervals import decide, interval, log10
 
 FAMILIES = {"plain": (False, True), "residual": (True, True),
             "plain_no_bn": (False, False), "residual_no_bn": (True, False)}
@@ -54,18 +61,25 @@ def _mean_error(cells: list[dict]) -> float | None:
     return float(np.mean(errors)) if len(errors) == len(cells) and errors else None
 
 
-def _degraded(cell: dict, shallow_error: float | None) -> bool | None:
-    """One seed's degradation: its deepest net against the shallowest (same seed, or mean)."""
-    if shallow_error is None:
-        return None
+def _error_or_diverged(cell: dict) -> float | None:
+    """A cell's final training error; a diverged cell counts as 1.0 (it trained to nothing)."""
     if cell["status"] == "diverged":
-        return True
-    if cell.get("final_train_error") is None:
-        return None
-    return round((cell["final_train_error"] - shallow_error) * 100, 9) > DEGRADATION_POINTS
+        return 1.0
+    return cell.get("final_train_error")
+
+
+def _unconverged(cells: list[dict]) -> list[str]:
+    """The cells that hit the cap without converging (cells without a budget curve, as in
+    studies before convergence was measured, are taken as they are)."""
+    return [c["name"] for c in cells
+            if c["status"] == "finished" and (c.get("convergence") or {}).get("converged") is False]
 
 
 def degradation(results: dict) -> dict:
+    """Per family: the deepest net's training error minus the shallowest's, per seed (the
+    shallow net of the same seed, or the shallow seeds' mean), in points; the flag is
+    read from the interval over seeds against ``DEGRADATION_POINTS``. A shallow
+    reference that hit the cap without converging leaves the flag inconclusive."""
     verdict, numbers = {}, {}
     for family, (residual, bn) in FAMILIES.items():
         by_depth = _cells(results, residual, bn)
@@ -74,19 +88,49 @@ def degradation(results: dict) -> dict:
         shallow, deep = min(by_depth), max(by_depth)
         low, high = _mean_error(by_depth[shallow]), _mean_error(by_depth[deep])
         deep_diverged = any(c["status"] == "diverged" for c in by_depth[deep])
-        shallow_by_seed = {c["seed"]: c["final_train_error"] for c in by_depth[shallow]}
-        per_seed = {c["seed"]: _degraded(c, shallow_by_seed.get(c["seed"], low)
-                                         if low is not None else None)
-                    for c in by_depth[deep]}
-        verdict[family] = combine(per_seed.values())
+        shallow_by_seed = {c["seed"]: _error_or_diverged(c) for c in by_depth[shallow]}
+        shallow_mean = _mean([v for v in shallow_by_seed.values() if v is not None])
+        gaps = {}
+        for c in by_depth[deep]:
+            reference = shallow_by_seed.get(c["seed"], shallow_mean)
+            error = _error_or_diverged(c)
+            gaps[c["seed"]] = None if reference is None or error is None \
+                else (error - reference) * 100
+        per_seed = {seed: None if gap is None else round(gap, 9) > DEGRADATION_POINTS
+                    for seed, gap in gaps.items()}
+        bounds = interval(gaps.values())
+        why = None
+        stuck = _unconverged(by_depth[shallow])
+        if stuck:
+            flag, why = "inconclusive", (f"the shallow reference hit the cap without "
+                                         f"converging ({', '.join(stuck)})")
+        elif bounds is None:
+            flag = "inconclusive"
+            why = "fewer than two seeds with both nets measured: no interval"
+        else:
+            flag = decide(bounds, DEGRADATION_POINTS)
+            if flag == "inconclusive":
+                why = (f"the interval straddles {DEGRADATION_POINTS:g} points")
+        verdict[family] = flag
         numbers[family] = {"shallow_depth": shallow, "deep_depth": deep,
                            "shallow_train_error": low, "deep_train_error": high,
                            "deep_diverged": deep_diverged,
                            "points": None if low is None or high is None else (high - low) * 100,
+                           "gap_points": {str(k): v for k, v in gaps.items()},
+                           "interval": bounds["interval"] if bounds else None,
+                           "interval_method": bounds["method"] if bounds else None,
+                           "deep_unconverged": _unconverged(by_depth[deep]),
+                           "deep_curves": {c["name"]: (c.get("convergence") or {})
+                                           .get("train_errors") for c in by_depth[deep]},
                            "deep_train_errors": {str(c["seed"]): c["final_train_error"]
                                                  for c in by_depth[deep]},
-                           "per_seed": {str(k): v for k, v in per_seed.items()}}
+                           "per_seed": {str(k): v for k, v in per_seed.items()},
+                           "why_inconclusive": why}
     return {**verdict, "numbers": numbers}
+
+
+def _mean(values) -> float | None:
+    return float(np.mean(values)) if values else None
 
 
 def _deepest(results: dict, family: str) -> list[dict]:
@@ -108,15 +152,29 @@ def gradients(results: dict) -> tuple[dict, dict, dict]:
                              for c, state in zip(cells, states)}
         exploding_by_seed = {str(c["seed"]): None if ratio is None else ratio > EXPLODING_RATIO
                              for c, ratio in zip(cells, init)}
-        vanishing[key] = combine(vanishing_by_seed.values())
-        exploding[key] = combine(exploding_by_seed.values())
         medians = [c["gradient"]["first_last_ratio_median"] for c in cells]
+        # read in log10 over seeds: vanishing when the whole interval is below the threshold
+        during = interval([log10(r) for r in medians])
+        at_init = interval([log10(r) for r in init])
+        vanishing[key] = _from_interval(during, medians, log10(VANISHING_RATIO), above=False)
+        exploding[key] = _from_interval(at_init, init, log10(EXPLODING_RATIO), above=True)
         numbers[key] = {"depth": cells[0]["depth"], "states": states,
                         "first_last_ratio_init": _median(init),
                         "first_last_ratio_median": _median(medians),
+                        "log10_ratio_interval": during["interval"] if during else None,
+                        "log10_ratio_init_interval": at_init["interval"] if at_init else None,
                         "per_seed": {"vanishing": vanishing_by_seed,
                                      "exploding_at_init": exploding_by_seed}}
     return vanishing, exploding, numbers
+
+
+def _from_interval(bounds, values, threshold: float, *, above: bool):
+    """The decision of an interval; ``None`` when no value is finite (nothing measured),
+    ``"inconclusive"`` for a single seed."""
+    if all(log10(v) is None for v in values):
+        return None
+    found = decide(bounds, threshold, above=above)
+    return "inconclusive" if found is None else found
 
 
 def statistics_gaps(results: dict) -> dict:
@@ -166,20 +224,70 @@ def _ratio(value) -> str:
     return "n/a" if value is None else f"{value:.3g}x"
 
 
-def _degradation_words(flag, per_seed: dict, subject: str = "") -> str:
-    """``degradation in 3 of 3 seeds``, ``no degradation in any of 3 seeds``,
-    ``inconclusive: 2 of 3 seeds degraded``; without seed counts for one seed."""
-    values = [v for v in per_seed.values() if v is not None]
-    k, n = sum(bool(v) for v in values), len(values)
+def _interval_words(numbers: dict) -> str:
+    """``+84.1 points, 95% t-interval [80.2, 88.0] over 3 seeds`` (or one seed's gap)."""
+    gaps = [v for v in numbers.get("gap_points", {}).values() if v is not None]
+    if numbers.get("interval") is None:
+        return (f"{gaps[0]:+.1f} points in one seed, no interval" if len(gaps) == 1
+                else "no seed measured")
+    lo, hi = numbers["interval"]
+    return (f"{np.mean(gaps):+.1f} points, {CONFIDENCE:.0%} {numbers['interval_method']}-"
+            f"interval [{lo:+.1f}, {hi:+.1f}] over {len(gaps)} seeds")
+
+
+def _degradation_words(flag, numbers: dict) -> str:
+    """``degradation (+84.1 points, 95% t-interval [...] over 3 seeds)``, ``no
+    degradation (...)`` or ``inconclusive (why; ...)``."""
     if flag is None:
         return "undecided"
-    if n < 2:
-        return {True: "degradation", False: "no degradation"}.get(flag, "inconclusive")
     if flag is True:
-        return f"degradation in {k} of {n} seeds"
+        return f"degradation ({_interval_words(numbers)})"
     if flag is False:
-        return f"no degradation in any of {n} seeds"
-    return f"inconclusive: {k} of {n} seeds degraded"
+        return f"no degradation ({_interval_words(numbers)})"
+    why = numbers.get("why_inconclusive")
+    return f"inconclusive ({why + '; ' if why else ''}{_interval_words(numbers)})"
+
+
+def _steps(value: int) -> str:
+    return f"{value:,}"
+
+
+def _curve_words(numbers: dict, cells: dict) -> str:
+    """What the deep net's budget curves say: where its seeds converged, which hit the cap
+    (with their last errors, the mean over those seeds at each budget), which diverged, and
+    how many failed to start."""
+    curves = {name: curve for name, curve in numbers.get("deep_curves", {}).items()
+              if curve and name in cells}
+    if not curves:
+        return ""
+    n = len(curves)
+    of = (lambda k: f" in {k} of {n} seeds") if n > 1 else (lambda k: "")
+    diverged = [name for name in curves if cells[name]["status"] == "diverged"]
+    capped = [name for name in numbers.get("deep_unconverged", []) if name in curves]
+    converged = [name for name in curves if name not in diverged and name not in capped]
+    parts = []
+    if converged:
+        reached = sorted({cells[name]["convergence"]["steps"] for name in converged})
+        where = _steps(reached[0]) if len(reached) == 1 else \
+            f"{_steps(reached[0])}-{_steps(reached[-1])}"
+        parts.append(f"converged{of(len(converged))} ({where} steps)")
+    if capped:
+        cap = cells[capped[0]]["convergence"].get("cap")
+        budgets = sorted({int(k) for name in capped for k in curves[name]})[-3:]
+        means = [np.mean([curves[name][str(b)] for name in capped if str(b) in curves[name]])
+                 for b in budgets]
+        parts.append(f"hit the {_steps(cap) + '-step ' if cap else ''}cap without "
+                     f"converging{of(len(capped))} (training error at "
+                     + ", ".join(_steps(b) for b in budgets) + " steps: "
+                     + ", ".join(_pct(m) for m in means) + ")")
+    if diverged:
+        parts.append(f"diverged{of(len(diverged))}")
+    words = " It " + "; it ".join(parts)
+    failed = [name for name in curves if cells[name]["convergence"].get("failed_to_start")]
+    if failed:
+        words += (f"; its training loss stayed within {FAILED_TO_START:.0%} of ln(classes), "
+                  f"so it failed to start{of(len(failed))}")
+    return words + "."
 
 
 _STATE_WORDS = {True: "vanished", False: "did not vanish",
@@ -187,8 +295,8 @@ _STATE_WORDS = {True: "vanished", False: "did not vanish",
 
 
 def _vanishing_part(degraded: dict, vanishing: dict, exploding: dict,
-                    grad_numbers: dict) -> list[str]:
-    parts = []
+                    grad_numbers: dict, cells: dict | None = None) -> list[str]:
+    parts, cells = [], cells or {}
     for bn, label in ((True, "With BatchNorm"), (False, "Without BatchNorm")):
         plain, residual = ("plain", "residual") if bn else ("plain_no_bn", "residual_no_bn")
         g_plain = "plain_bn" if bn else "plain_no_bn"
@@ -198,13 +306,15 @@ def _vanishing_part(degraded: dict, vanishing: dict, exploding: dict,
         n = degraded["numbers"][plain]
         d = degraded.get(plain)
         depth_words = f"the {n['deep_depth']}-layer plain net"
+        seeds = len(n.get("gap_points", {}))
         if n["deep_diverged"]:
             result = f"{depth_words} diverged"
         else:
             result = (f"{depth_words} ended at {_pct(n['deep_train_error'])} training error "
                       f"against {_pct(n['shallow_train_error'])} for the "
-                      f"{n['shallow_depth']}-layer one")
-        sentence = f"{label}, {result}: {_degradation_words(d, n.get('per_seed', {}))}."
+                      f"{n['shallow_depth']}-layer one"
+                      + (f" (means of {seeds} seeds)" if seeds > 1 else ""))
+        sentence = f"{label}, {result}: {_degradation_words(d, n)}." + _curve_words(n, cells)
         g = grad_numbers.get(g_plain)
         if g and vanishing.get(g_plain) is None:
             sentence += " Its gradient flow could not be classified (no finite ratios)."
@@ -221,13 +331,13 @@ def _vanishing_part(degraded: dict, vanishing: dict, exploding: dict,
             deep = "diverged" if r["deep_diverged"] else _pct(r["deep_train_error"])
             words = {True: "also degraded", False: "did not degrade"}.get(
                 degraded[residual], "were inconclusive")
-            values = [v for v in r.get("per_seed", {}).values() if v is not None]
-            count = (f"{sum(map(bool, values))} of {len(values)} seeds degraded; "
-                     if len(values) > 1 else "")
-            sentence += (f" The residual twins {words} ({count}"
+            sentence += (f" The residual twins {words} ("
                          f"{_pct(r['shallow_train_error'])} at depth {r['shallow_depth']}, "
-                         f"{deep} at depth {r['deep_depth']})"
-                         + (", with vanishing gradients." if vanishing.get(g_res) is True else "."))
+                         f"{deep} at depth {r['deep_depth']}; {_interval_words(r)}"
+                         + (f"; {r['why_inconclusive']}" if degraded[residual] == "inconclusive"
+                            and r.get("why_inconclusive") else "") + ")"
+                         + (", with vanishing gradients." if vanishing.get(g_res) is True else ".")
+                         + _curve_words(r, cells).replace(" It ", " The deep residual net ", 1))
         parts.append(sentence)
     if not parts:
         return ["The grid has fewer than two finished depths per family, so degradation (deep "
@@ -246,7 +356,10 @@ def _vanishing_part(degraded: dict, vanishing: dict, exploding: dict,
         parts.append("So at these depths and this budget the plain nets did not degrade; "
                      "a deeper grid or longer training is needed to test the claim.")
     elif bn_plain_degraded == "inconclusive" or bn_plain_vanishing == "inconclusive":
-        parts.append("The seeds disagree, so this budget does not settle the question.")
+        why = degraded["numbers"].get("plain", {}).get("why_inconclusive") \
+            if bn_plain_degraded == "inconclusive" else "the seeds' gradient ratios straddle " \
+            f"{VANISHING_RATIO:g}"
+        parts.append(f"So these runs do not settle the question ({why}).")
     return parts
 
 
@@ -341,11 +454,11 @@ def _num(value) -> str:
 
 def answer(degraded: dict, vanishing: dict, exploding: dict, grad_numbers: dict,
            rows: list[dict] | None = None, seeds: dict | None = None,
-           statistics: list[str] | None = None) -> str:
+           statistics: list[str] | None = None, cells: dict | None = None) -> str:
     """One paragraph in plain words, from the flags, the hypotheses and their numbers:
     do the gradients vanish, why is a residual mapping easier, why no closing the gap
     (``statistics``: the sentence on BatchNorm statistics, when it has one)."""
-    return " ".join(_vanishing_part(degraded, vanishing, exploding, grad_numbers)
+    return " ".join(_vanishing_part(degraded, vanishing, exploding, grad_numbers, cells)
                     + (statistics or []) + _why_part(rows or [], seeds))
 
 
@@ -364,6 +477,31 @@ def verdict(results: dict) -> dict:
             "exploding_at_init": exploding, "gradient_numbers": numbers,
             "hypotheses": rows, "hypothesis_seeds": seeds,
             "errors": {c["name"]: c.get("errors") for c in results["cells"]},
-            "bn_statistics_gap": gaps, "criteria": criteria(),
+            "bn_statistics_gap": gaps, "criteria": {**criteria(), **budget_criteria(results)},
+            "convergence": convergence(results), "failed_to_start": failed(results),
             "answer": answer(degraded, vanishing, exploding, numbers, rows, seeds,
-                             _statistics_part(results, gaps))}
+                             _statistics_part(results, gaps),
+                             {c["name"]: c for c in results["cells"]})}
+
+
+def budget_criteria(results: dict) -> dict:
+    """The study's budgets: ``base_steps`` and ``cap_steps`` (base x 2 ** doublings)."""
+    base, doublings = results.get("base_steps"), results.get("max_doublings")
+    return {"base_steps": base,
+            "cap_steps": None if base is None or doublings is None else base * 2 ** doublings}
+
+
+def convergence(results: dict) -> dict:
+    """``{cell: {"steps", "converged", "train_errors": {"88": e, ...}}}`` of every cell
+    trained at doubling budgets (the budget it stopped at, whether by the rule)."""
+    return {c["name"]: {"steps": c["convergence"]["steps"],
+                        "converged": c["convergence"]["converged"],
+                        "train_errors": c["convergence"]["train_errors"]}
+            for c in results["cells"] if c.get("convergence")}
+
+
+def failed(results: dict) -> dict:
+    """``{cell: bool | None}``: full-pass training loss at the final budget still within
+    ``FAILED_TO_START`` of ln(classes) (``None``: not measured, e.g. diverged)."""
+    return {c["name"]: c["convergence"].get("failed_to_start")
+            for c in results["cells"] if c.get("convergence")}

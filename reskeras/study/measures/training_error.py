@@ -51,12 +51,20 @@ class Predictors:
 
 
 def _error(predict, data, split: str, batch_size: int) -> float:
-    hits = total = 0.0
+    return _error_and_loss(predict, data, split, batch_size)[0]
+
+
+def _error_and_loss(predict, data, split: str, batch_size: int) -> tuple[float, float]:
+    """1 - accuracy and the mean cross-entropy of the predicted probabilities."""
+    hits = total = loss = 0.0
     for images, labels, weights in data.evaluation(batch_size, split=split):
-        predicted = np.argmax(predict(images), axis=-1)
-        hits += float(np.sum((predicted == labels.numpy()) * weights.numpy()))
-        total += float(np.sum(weights.numpy()))
-    return 1.0 - hits / total
+        probabilities = np.asarray(predict(images), dtype=np.float64)
+        labels, weights = labels.numpy(), weights.numpy()
+        hits += float(np.sum((np.argmax(probabilities, axis=-1) == labels) * weights))
+        picked = probabilities[np.arange(len(labels)), labels]
+        loss += float(np.sum(-np.log(np.clip(picked, 1e-12, 1.0)) * weights))
+        total += float(np.sum(weights))
+    return 1.0 - hits / total, loss / total
 
 
 def inference_error(model, data, split: str, batch_size: int = 512, *,
@@ -88,8 +96,9 @@ def split_errors(moving, precise, data, *, batch_size: int) -> dict:
 
     Returns:
         ``{"train": {"ema", "batch", "precise"}, "test": {"ema", "precise"},
-        "bn_statistics_gap"}``, the gap being EMA minus precise training error in
-        percentage points.
+        "train_loss", "bn_statistics_gap"}``: ``train_loss`` is the mean cross-entropy
+        over the training split with precise statistics (what ``failed_to_start``
+        reads), the gap EMA minus precise training error in percentage points.
     """
     from reskeras.precise_bn import moving_statistics
 
@@ -110,14 +119,16 @@ def model_errors(model, moving: dict, data, *, batch_size: int,
     The model ends with the statistics it started with.
     """
     predictors = predictors or Predictors(model)
+    precise_error, precise_loss = _error_and_loss(predictors.inference, data, "train", 512)
     train = {"batch": batch_error(model, data, batch_size=batch_size, predictors=predictors),
-             "precise": inference_error(model, data, "train", predictors=predictors)}
+             "precise": precise_error}
     test = {"precise": inference_error(model, data, "test", predictors=predictors)}
     with statistics_applied(model, moving):
         train["ema"] = inference_error(model, data, "train", predictors=predictors)
         test["ema"] = inference_error(model, data, "test", predictors=predictors)
     train = {key: train[key] for key in MEASURES}
     return {"train": train, "test": {key: test[key] for key in ("ema", "precise")},
+            "train_loss": precise_loss,
             "bn_statistics_gap": 100.0 * (train["ema"] - train["precise"])}
 
 

@@ -1,7 +1,8 @@
 """Every figure of a study report, drawn from the study's ``results`` dict.
 
-The twins' figures (:mod:`reskeras.study.report.twin_figures`: degradation,
-gradient ratio and profiles, lesion, shattering, landscape) come first, then the
+The budget curves (:mod:`reskeras.study.report.budget_figures`) come first, then the
+twins' figures (:mod:`reskeras.study.report.twin_figures`: degradation,
+gradient ratio and profiles, lesion, shattering, landscape), then the
 *why* figures (:mod:`reskeras.study.report.why_figures`: interventions,
 per-cell measures, the identity task).
 
@@ -15,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+from reskeras.study.report.budget_figures import write_budget_figures
 from reskeras.study.report.twin_figures import write_twin_figures
 from reskeras.study.report.why_figures import write_why_figures
 
@@ -33,7 +35,8 @@ def write_study_figures(results: dict, figures_dir: str) -> dict[str, str]:
         ``{key: "figures/KEY.png"}`` for the figures written, paths relative to
         the study directory, in the order the report shows them.
     """
-    return {**write_twin_figures(results, figures_dir),
+    return {**write_budget_figures(results, figures_dir),
+            **write_twin_figures(results, figures_dir),
             **write_why_figures(results, figures_dir)}
 
 

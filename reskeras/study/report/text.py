@@ -78,13 +78,16 @@ def flag(flags: dict | None, key: str, per_seed: dict | None = None, pick: str =
 
 
 def value_text(value, percent: bool = False) -> str:
-    """A number (``percent``: a fraction as %), a flag, a text or ``—``."""
+    """A number (``percent``: a fraction as %), a flag, a text, an interval ``[lo, hi]``
+    or ``—``."""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, str):
         return value
     if isinstance(value, dict):
         return ", ".join(f"{k}: {value_text(v, percent)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):  # an interval
+        return "[" + ", ".join(value_text(v, percent) for v in value) + "]"
     if percent and finite(value) and 0 < abs(value) < 0.0095:  # 0.06%, not 0.1%
         return f"{100 * value:.2g}%"
     return pct(value) if percent else num(value)

@@ -42,8 +42,9 @@ _GRADIENT_COLUMNS = ("first_last_ratio_init", "first_last_ratio_median", "log10_
 _ERROR_COLUMNS = (("train_error_ema", "train", "ema"), ("train_error_batch", "train", "batch"),
                   ("train_error_precise", "train", "precise"), ("test_error_ema", "test", "ema"),
                   ("test_error_precise", "test", "precise"))
-SUMMARY_COLUMNS = ("name", "residual", "depth", "batch_norm", "seed", "variant", "status",
-                   "params", "seconds", "final_train_error", "final_test_error", "final_loss",
+SUMMARY_COLUMNS = ("name", "residual", "depth", "batch_norm", "seed", "variant", "recipe",
+                   "status", "params", "seconds", "final_train_error", "final_test_error",
+                   "final_loss", "steps", "converged", "failed_to_start", "train_loss",
                    *(column for column, _, _ in _ERROR_COLUMNS), "bn_statistics_gap",
                    *_GRADIENT_COLUMNS, "gradient_state")
 def _seed_values(verdict: dict, kind: str, key: str) -> dict | None:
@@ -69,16 +70,26 @@ def _verdict_blocks(results: dict) -> list[tuple]:
     header = ["question"] + [title for *_, title in FAMILIES]
     blocks = [("h2", "Verdict"), ("table", header, rows), ("p", "The criteria, fixed before the "
               "runs and applied by `reskeras.study.judgment.verdict`:"), ("list", [
-        "Every flag is decided per seed and reads yes or no only when all seeds agree, "
-        "else *inconclusive*; only the unmodified twins count (the interventions are "
-        "judged under Why).",
-        f"**Degradation**: the deepest net's final training error exceeds the shallowest's "
-        f"(same seed, or the mean of the shallow seeds) by more than "
-        f"{criteria['degradation_points']:g} percentage points at the same step count "
-        f"({results.get('steps')} steps; a deepest net that diverged counts as degraded).",
+        f"Every flag is read from the {criteria.get('confidence', 0.95):.0%} interval over "
+        f"seeds of its per-seed value (a t-interval below {criteria.get('bootstrap_seeds', 5)} "
+        "seeds, a percentile bootstrap from there on): *yes* when the whole interval is "
+        "beyond the threshold, *no* when it is wholly on the other side, *inconclusive* "
+        "when it straddles the threshold or one seed gives no interval. Only the "
+        "unmodified twins count (the interventions are judged under Why).",
+        f"**Budgets**: every cell trains at doubling budgets from "
+        f"{_steps_text(criteria.get('base_steps'))} steps until its full-pass training error "
+        f"moves by less than {criteria.get('converged_points', 0.5):g} points over the last "
+        f"doubling while its loss has left ln(classes) (converged), or until the cap of "
+        f"{_steps_text(criteria.get('cap_steps'))} steps. **Failed to start**: the training "
+        f"loss at the final budget is within {criteria.get('failed_to_start', 0.05):.0%} of "
+        "ln(classes).",
+        f"**Degradation**: the deepest net's final training error minus the shallowest's "
+        f"(same seed, or the mean of the shallow seeds), at each net's final budget, is above "
+        f"{criteria['degradation_points']:g} percentage points (a deepest net that diverged "
+        "counts as error 1.0); a shallow net that hit the cap leaves it inconclusive.",
         f"**Vanishing gradients**: the first conv layer's gradient norm is below "
         f"{criteria['vanishing_ratio']:g} times the last conv layer's (median over the logged "
-        "steps).",
+        "steps; the interval is over log10 of the ratio).",
         f"**Exploding at initialization**: that ratio at step 0 is above "
         f"{criteria['exploding_ratio']:g}.",
         f"**Training error** is measured in inference mode on the training split with "
@@ -93,12 +104,93 @@ def _verdict_blocks(results: dict) -> list[tuple]:
                  str(n["deep_depth"]),
                  "diverged" if n.get("deep_diverged") else pct(n["deep_train_error"]),
                  "—" if not finite(n.get("points")) else f"{n['points']:+.1f}",
-                 flag(degradation, key, n.get("per_seed")),
+                 _interval_text(n), flag(degradation, key, n.get("per_seed"))
+                 + (f": {n['why_inconclusive']}" if n.get("why_inconclusive") else ""),
                  _deepest_gap(results, key, n["deep_depth"])] for key, n in numbers.items()]
         blocks.append(("table", ["nets", "shallowest", "training error", "deepest",
-                                 "training error", "difference (points)", "degraded",
-                                 "BN statistics gap, deepest (points)"], rows))
+                                 "training error", "difference (points)",
+                                 "95% interval (points)", "degraded",
+                                 "BN statistics gap, deepest (points)"], rows, (7,)))
     return blocks
+
+
+def _steps_text(value) -> str:
+    return "—" if value is None else f"{value:,}"
+
+
+def _interval_text(numbers: dict) -> str:
+    """``[+80.1, +88.3] (t, 3 seeds)`` or ``—`` without an interval."""
+    bounds = numbers.get("interval")
+    if not bounds:
+        return "—"
+    seeds = len([v for v in (numbers.get("gap_points") or {}).values() if v is not None])
+    return (f"[{bounds[0]:+.1f}, {bounds[1]:+.1f}] ({numbers.get('interval_method')}, "
+            f"{seeds} seeds)")
+
+
+def _recipe_blocks(results: dict) -> list[tuple]:
+    """With compared recipes: one table per recipe (its groups' errors and where they
+    stopped, and its decisions), and the decisions that differ between recipes."""
+    compared = results.get("compared") or {}
+    verdict = results.get("verdict") or {}
+    if not compared or "recipes" not in verdict:
+        return []
+    blocks = [("h2", "Recipes"), ("p", "The whole grid trained under each recipe. The analyses "
+               "that reload trained nets ran on the first recipe only, so the decisions compared "
+               "are those the training errors and gradient norms decide.")]
+    parts = {results.get("recipe"): results, **compared}
+    for recipe, part in parts.items():
+        found = verdict["recipes"].get(recipe, {})
+        rows = [[g["group"], pct((g.get("final_train_error") or {}).get("mean")),
+                 ", ".join(f"{c['convergence']['steps']:,}"
+                           + ("" if c["convergence"]["converged"] else "*")
+                           for c in part["cells"] if cell_of(c).group == g["group"]
+                           and c.get("convergence"))]
+                for g in part.get("groups") or []]
+        blocks += [("p", f"**Recipe `{recipe}`**"),
+                   ("table", ["group", "training error (mean over seeds)",
+                              "stopped at (steps; * at the cap)"], rows),
+                   ("table", ["decision", "value"],
+                    [[name, _decision_text(value)] for name, value in found.items()])]
+    differing = verdict.get("recipe_differences") or []
+    blocks.append(("p", "Decisions that differ between the recipes: " + (
+        "; ".join(f"{d['decision']} ("
+                  + ", ".join(f"{r}: {_decision_text(v)}" for r, v in d["recipes"].items())
+                  + ")" for d in differing) if differing else "none") + "."))
+    return blocks
+
+
+def _decision_text(value) -> str:
+    return {True: "yes", False: "no", None: "not measured"}.get(value, str(value)) \
+        if not isinstance(value, str) else value
+
+
+def _convergence_blocks(results: dict, figures: dict, used: set) -> list[tuple]:
+    """The budget curves and, per configuration, where its seeds stopped and their errors."""
+    read = [c for c in results["cells"] if c.get("convergence")]
+    if not read:
+        return []
+    blocks = section("Convergence", "Every cell trained at doubling budgets until it converged "
+                     "or reached the cap; after each budget its training error was measured "
+                     "over the whole training split (precise BatchNorm statistics). The table "
+                     "gives the mean over seeds at each budget a seed reached, the budget each "
+                     "seed stopped at (* at the cap without converging) and how many seeds "
+                     "failed to start.", figures, ("budget_curves",), used)
+    budgets = sorted({int(k) for c in read for k in c["convergence"]["train_errors"]})
+    groups: dict[str, list] = {}
+    for c in read:
+        groups.setdefault(cell_of(c).group, []).append(c)
+    rows = []
+    for group, cells in groups.items():
+        row = [group, ", ".join(f"{c['convergence']['steps']:,}"
+                                + ("" if c["convergence"]["converged"] else "*") for c in cells),
+               f"{sum(bool(c['convergence'].get('failed_to_start')) for c in cells)}"
+               f"/{len(cells)}"]
+        row += [pct(mean([c["convergence"]["train_errors"].get(str(b)) for c in cells]))
+                for b in budgets]
+        rows.append(row)
+    return blocks + [("table", ["group", "stopped at (steps, per seed)",
+                                "failed to start"] + [f"{b:,} steps" for b in budgets], rows)]
 
 
 def _deepest_gap(results: dict, family: str, depth: int) -> str:
@@ -250,7 +342,11 @@ def _reproduce(results: dict) -> str:
     grid = (f"reskeras study --preset {preset} --dataset {results['dataset']} --depths {depths}"
             + (f" --seeds {len(seeds)}" if same else "")
             + ("" if interventions is None else " --interventions " + " ".join(interventions))
-            + (f" --steps {results['steps']}" if results.get("steps") else "")
+            + (f" --recipe {results['recipe']}" if results.get("recipe")
+               and not results.get("compared") else "")
+            + (f" --steps {results['base_steps']} --max-doublings {results['max_doublings']}"
+               if results.get("base_steps") else
+               f" --steps {results['steps']}" if results.get("steps") else "")
             + ("" if any(not c["batch_norm"] for c in cells) else " --no-bn-cells"))
     return (f"reskeras study --preset {preset} --out {shlex.quote(str(results['study_dir']))}\n"
             f"# the grid of this report, spelled out:\n{grid} --out NEW_STUDY_DIR")
@@ -264,7 +360,10 @@ def report_blocks(results: dict, figures: dict) -> list[tuple]:
     cells, seconds = results["cells"], results.get("seconds")
     meta = (f"Preset `{results['preset']}` on `{results['dataset']}`: {len(cells)} cells "
             f"(depths {', '.join(str(d) for d in sorted({c['depth'] for c in cells}))}), "
-            f"{results.get('steps')} steps of the `{results.get('recipe')}` recipe at batch "
+            + (f"from {results['base_steps']:,} steps to convergence or the cap of "
+               f"{results['base_steps'] * 2 ** results['max_doublings']:,} steps"
+               if results.get("base_steps") else f"{results.get('steps')} steps")
+            + f" of the `{results.get('recipe')}` recipe at batch "
             f"{results.get('batch_size')}" + (f", {seconds:.0f} s in all" if finite(seconds)
                                                else "") + f". Seeds: {budget(results)}.")
     used: set = set()
@@ -276,6 +375,8 @@ def report_blocks(results: dict, figures: dict) -> list[tuple]:
                "with and without BatchNorm, and measures both."),
               ("answer", (results.get("verdict") or {}).get("answer") or "No verdict.")]
     blocks += _verdict_blocks(results)
+    blocks += _convergence_blocks(results, figures, used)
+    blocks += _recipe_blocks(results)
     blocks += why_blocks(results, figures, used)
     blocks += _degradation_blocks(results, figures, used)
     blocks += _gradient_blocks(results, figures, used)
@@ -299,24 +400,36 @@ def report_blocks(results: dict, figures: dict) -> list[tuple]:
 
 
 def write_summary_csv(results: dict, path: str) -> str:
-    """Writes one row per cell (``SUMMARY_COLUMNS``); ``None`` is an empty field.
+    """Writes one row per cell (``SUMMARY_COLUMNS``, then ``train_error_at_STEPS`` for every
+    budget a cell was read at; the compared recipes' cells follow); ``None`` is an empty field.
 
     Floats are written with ``str`` (they round-trip exactly), booleans as
     ``True``/``False``. Returns ``path``.
     """
+    cells = list(results["cells"]) + [c for part in (results.get("compared") or {}).values()
+                                      for c in part["cells"]]
+    budgets = sorted({int(k) for c in cells
+                      for k in (c.get("convergence") or {}).get("train_errors", {})})
+    columns = SUMMARY_COLUMNS + tuple(f"train_error_at_{b}" for b in budgets)
     with tf.io.gfile.GFile(path, "w") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(SUMMARY_COLUMNS)
-        for cell in results["cells"]:
+        writer.writerow(columns)
+        for cell in cells:
             gradient = cell.get("gradient") or {}
             errors = cell.get("errors") or {}
+            reading = cell.get("convergence") or {}
             row = {**{k: cell.get(k) for k in SUMMARY_COLUMNS}, "variant": cell_of(cell).variant,
                    **{column: (errors.get(split) or {}).get(kind)
                       for column, split, kind in _ERROR_COLUMNS},
                    "bn_statistics_gap": errors.get("bn_statistics_gap"),
+                   "train_loss": errors.get("train_loss"), "steps": reading.get("steps"),
+                   "converged": reading.get("converged"),
+                   "failed_to_start": reading.get("failed_to_start"),
                    **{k: gradient.get(k) for k in _GRADIENT_COLUMNS},
-                   "gradient_state": gradient.get("state")}
-            writer.writerow(["" if row[k] is None else str(row[k]) for k in SUMMARY_COLUMNS])
+                   "gradient_state": gradient.get("state"),
+                   **{f"train_error_at_{b}": reading.get("train_errors", {}).get(str(b))
+                      for b in budgets}}
+            writer.writerow(["" if row[k] is None else str(row[k]) for k in columns])
     return path
 
 
