@@ -83,6 +83,8 @@ def _cell(residual, depth, batch_norm, diverged=False, seed=0, variant="he", fin
                for i, layer in enumerate(layers)]
     gradient = {"first_last_ratio_init": 1.5 if residual else 0.2 * depth,
                 "first_last_ratio_median": 1.1 if residual else 0.9, "log10_slope_init": -0.02,
+                "relative_first_last_ratio_init": 3.0 if residual else 0.4 * depth,
+                "relative_first_last_ratio_median": 2.2 if residual else 1.8,
                 "state": "healthy", "profile_init": profile}
     cell = {"name": name, "residual": residual, "depth": depth, "batch_norm": batch_norm,
             "seed": seed, "variant": variant, "run_dir": f"runs/{name}", "status": "finished",
@@ -426,6 +428,7 @@ def test_summary_csv_has_one_exact_row_per_cell(full_study):
         "train_error_ema": "0.35", "train_error_batch": "0.31", "train_error_precise": "0.3",
         "test_error_ema": "0.37", "test_error_precise": "0.32",
         "bn_statistics_gap": str(100 * (0.3 + 0.05 - 0.3)), "first_last_ratio_init": "4.0", "first_last_ratio_median": "0.9",
+        "relative_first_last_ratio_init": "8.0", "relative_first_last_ratio_median": "1.8",
         "log10_slope_init": "-0.02", "gradient_state": "healthy"}
     diverged = by_name["plain20-nobn-s0"]
     assert (diverged["status"], diverged["params"], diverged["final_train_error"],

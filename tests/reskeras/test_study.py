@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from reskeras.study.measures.gradient_flow import classify, gradient_summary
+from reskeras.study.measures.gradient_flow import classify, conv_layers, gradient_summary
 from reskeras.study.run import Cell, StudyConfig, grid, run_study
 from reskeras.study.judgment.verdict import verdict
 from reskeras.cli import main
@@ -48,6 +48,25 @@ def test_constructed_records_read_as_vanishing_healthy_and_exploding():
     assert gradient_summary(nan)["state"] == "unknown"
 
 
+
+def test_relative_ratio_divides_each_norm_by_its_weight_norm():
+    """||g||/||w|| of the stem over the last conv's: a stem with 100x smaller weights
+    has a 100x larger relative ratio than raw; records without weight norms give None."""
+    constructed = records(1e-3, steps=(0, 8, 16))
+    for r in constructed:
+        weight_norm = 0.01 if r["layer"] == "stem_conv" else 1.0
+        r["weight_norm"], r["ratio"] = weight_norm, r["grad_norm"] / weight_norm
+    summary = gradient_summary(constructed)
+    assert summary["first_last_ratio_median"] == pytest.approx(1e-3)
+    assert summary["relative_first_last_ratio_median"] == pytest.approx(1e-1)
+    assert summary["relative_first_last_ratio_init"] == pytest.approx(1e-1)
+    assert summary["state"] == "vanishing"  # the labels still read the raw ratio
+    late = [r for r in constructed if r["step"] > 0]  # step 0 not logged: no init value
+    assert gradient_summary(late)["relative_first_last_ratio_init"] is None
+    bare = gradient_summary(records(1e-3))
+    assert (bare["relative_first_last_ratio_init"], bare["relative_first_last_ratio_median"]) \
+        == (None, None)
+
 def cell(residual, depth, bn, error, ratio, status="finished", seed=0):
     summary = gradient_summary(records(ratio))
     return {"name": Cell(residual, depth, bn, seed).name, "residual": residual, "depth": depth,
@@ -86,6 +105,28 @@ def test_verdict_criteria_on_constructed_results():
     assert "degradation that vanishing gradients do not explain" in found["answer"]
     assert "the 56-layer plain net diverged" in found["answer"]
 
+
+
+def test_verdict_reports_the_relative_ratio_beside_the_raw_one():
+    """gradient_numbers[family] holds the relative first/last ratio's median over seeds and
+    the t-interval of its log10, next to the raw ratio's; the flags read the raw one."""
+    cells = seeds3(False, 8, True, 0.01, 1.5) + seeds3(False, 56, True, 0.86, 2.0)
+    for c, scale in zip(cells[3:], (10.0, 20.0, 40.0)):  # the stem's ||w||: 1/scale of the last
+        rows = records(c["gradient"]["first_last_ratio_median"])
+        for r in rows:
+            r["ratio"] = r["grad_norm"] * (scale if r["layer"] == "stem_conv" else 1.0)
+        c["gradient"] = gradient_summary(rows)
+    numbers = verdict({"cells": cells})["gradient_numbers"]["plain_bn"]
+    relative = [2.0 * 10, 2.02 * 20, 2.04 * 40]
+    assert numbers["relative_first_last_ratio_median"] == pytest.approx(np.median(relative))
+    logs = np.log10(relative)
+    half = 4.302653 * logs.std(ddof=1) / np.sqrt(3)  # t(0.975, 2)
+    assert numbers["log10_relative_ratio_interval"] == pytest.approx(
+        [logs.mean() - half, logs.mean() + half], rel=1e-6)
+    assert numbers["first_last_ratio_median"] == pytest.approx(2.02)
+    # the constructed norms do not move with the step: the same interval at step 0
+    assert numbers["log10_relative_ratio_init_interval"] == pytest.approx(
+        numbers["log10_relative_ratio_interval"])
 
 def _with_gap(entry, gap_points):
     precise = entry["final_train_error"]
@@ -401,6 +442,13 @@ def _check_errors_against_keras(out, results, saved):
         assert float(row["train_error_batch"]) == errors["train"]["batch"]
         assert float(row["test_error_ema"]) == errors["test"]["ema"]
         assert float(row["bn_statistics_gap"]) == errors["bn_statistics_gap"]
+        # the relative ratio at step 0 is the raw one times the last/first conv weight norms
+        logged = [json.loads(line) for line in (run / "grad_norms.jsonl").open()]
+        at_init = {r["layer"]: r for r in logged if r["step"] == 0}
+        last = conv_layers(logged)[-1]
+        assert float(row["relative_first_last_ratio_init"]) == pytest.approx(
+            float(row["first_last_ratio_init"]) * at_init[last]["weight_norm"]
+            / at_init["stem_conv"]["weight_norm"], rel=1e-5)
         if entry["name"] == "plain8-bn-s0":  # one cell is enough for Keras's own evaluation
             for model, kind in ((keras.models.load_model(run / "model.keras", compile=False),
                                  "precise"), (checkpoint_model(str(run)), "ema")):

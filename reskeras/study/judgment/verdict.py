@@ -158,11 +158,22 @@ def gradients(results: dict) -> tuple[dict, dict, dict]:
         at_init = interval([log10(r) for r in init])
         vanishing[key] = _from_interval(during, medians, log10(VANISHING_RATIO), above=False)
         exploding[key] = _from_interval(at_init, init, log10(EXPLODING_RATIO), above=True)
+        # ||g||/||w|| per layer: reported beside the raw ratio, not (yet) read by a flag
+        relative = [c["gradient"].get("relative_first_last_ratio_median") for c in cells]
+        relative_init = [c["gradient"].get("relative_first_last_ratio_init") for c in cells]
+        relative_during = interval([log10(r) for r in relative])
+        relative_at_init = interval([log10(r) for r in relative_init])
         numbers[key] = {"depth": cells[0]["depth"], "states": states,
                         "first_last_ratio_init": _median(init),
                         "first_last_ratio_median": _median(medians),
                         "log10_ratio_interval": during["interval"] if during else None,
                         "log10_ratio_init_interval": at_init["interval"] if at_init else None,
+                        "relative_first_last_ratio_init": _median(relative_init),
+                        "relative_first_last_ratio_median": _median(relative),
+                        "log10_relative_ratio_interval":
+                            relative_during["interval"] if relative_during else None,
+                        "log10_relative_ratio_init_interval":
+                            relative_at_init["interval"] if relative_at_init else None,
                         "per_seed": {"vanishing": vanishing_by_seed,
                                      "exploding_at_init": exploding_by_seed}}
     return vanishing, exploding, numbers

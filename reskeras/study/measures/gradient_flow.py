@@ -11,6 +11,13 @@ are left out). Criteria (the thresholds are :mod:`reskeras.study.criteria`'s):
 - **exploding at initialization**: the ratio at step 0 is above ``EXPLODING_RATIO``;
 - otherwise **healthy**.
 
+The same ratio of **relative** norms, ``||g|| / ||w||`` of each conv kernel (the
+records' ``ratio``: the fraction by which a plain gradient step moves the layer), is
+``relative_first_last_ratio_init`` / ``_median``. A raw norm grows with the layer's
+number of weights (the digits' stem conv has 144, a last conv of width 64 has
+36,864), so the raw ratio's neutral value is not 1; the relative one's is. The labels
+above still read the raw ratio (a change of rule goes through the rule history).
+
 ``log10_slope_init`` is the least-squares slope of ``log10(grad norm)`` against
 the conv layer's position (0 = first, 1 = last) at step 0: below zero the norms
 shrink towards the output, above zero towards the input (the vanishing direction).
@@ -37,13 +44,14 @@ def conv_layers(records: list[dict]) -> list[str]:
     return sorted(order, key=order.get)
 
 
-def _norms_by_step(records: list[dict], layers: list[str]) -> dict[int, list[float]]:
+def _norms_by_step(records: list[dict], layers: list[str],
+                   field: str = "grad_norm") -> dict[int, list[float]]:
     position = {name: i for i, name in enumerate(layers)}
     steps: dict[int, list[float]] = {}
     for record in records:
         if record["layer"] in position:
             row = steps.setdefault(record["step"], [math.nan] * len(layers))
-            value = record["grad_norm"]
+            value = record.get(field)
             row[position[record["layer"]]] = math.nan if value is None else float(value)
     return dict(sorted(steps.items()))
 
@@ -53,6 +61,15 @@ def _ratio(row: list[float]) -> float | None:
     if not (math.isfinite(first) and math.isfinite(last)) or last <= 0:
         return None
     return first / last
+
+
+def _first_last(by_step: dict[int, list[float]]) -> tuple[float | None, float | None]:
+    """The first/last ratio's median over the steps, and at step 0 (``None`` if not logged)."""
+    ratios = [_ratio(row) for row in by_step.values()]
+    finite = [r for r in ratios if r is not None]
+    median = float(np.median(finite)) if finite else None
+    init = ratios[0] if by_step and next(iter(by_step)) == 0 else None
+    return median, init
 
 
 def classify(ratio: float | None) -> str:
@@ -73,33 +90,38 @@ def gradient_summary(records: list[dict]) -> dict:
         records: its ``grad_norms.jsonl`` records.
 
     Returns:
-        ``{"first_last_ratio_init", "first_last_ratio_median", "log10_slope_init",
-        "state", "exploding_at_init", "profile_init", "steps"}``; ratios are
-        ``None`` when not finite (a diverged run).
+        ``{"first_last_ratio_init", "first_last_ratio_median",
+        "relative_first_last_ratio_init", "relative_first_last_ratio_median",
+        "log10_slope_init", "state", "exploding_at_init", "profile_init", "steps"}``;
+        ratios are ``None`` when not finite (a diverged run, or records without
+        weight norms for the relative ones).
 
     Example:
 
     >>> records = [{"step": s, "layer": n, "index": i, "grad_norm": g}
     ...            for s in (0, 10) for i, (n, g) in enumerate(
     ...                [("stem_conv", 1e-4), ("stem_bn", 1.0), ("stage1_block1_conv1", 0.1)])]
+    >>> for r in records:  # the stem's weights are 100x smaller than the last conv's
+    ...     r["ratio"] = r["grad_norm"] / (0.01 if r["layer"] == "stem_conv" else 1.0)
     >>> summary = gradient_summary(records)
     >>> summary["state"], round(summary["first_last_ratio_median"], 6)
     ('vanishing', 0.001)
+    >>> round(summary["relative_first_last_ratio_median"], 6)
+    0.1
     """
     layers = conv_layers(records)
     empty = {"first_last_ratio_init": None, "first_last_ratio_median": None,
+             "relative_first_last_ratio_init": None, "relative_first_last_ratio_median": None,
              "log10_slope_init": None, "state": "unknown", "exploding_at_init": None,
              "profile_init": [], "steps": []}
     if len(layers) < 2:
         return empty
     by_step = _norms_by_step(records, layers)
     steps = list(by_step)
-    ratios = [_ratio(row) for row in by_step.values()]
-    finite = [r for r in ratios if r is not None]
-    median = float(np.median(finite)) if finite else None
     first_step = steps[0]
     init_row = by_step[first_step]
-    init_ratio = _ratio(init_row) if first_step == 0 else None
+    median, init_ratio = _first_last(by_step)
+    relative_median, relative_init = _first_last(_norms_by_step(records, layers, "ratio"))
     slope = None
     values = np.asarray(init_row, float)
     if first_step == 0 and np.all(np.isfinite(values)) and np.all(values > 0):
@@ -108,6 +130,8 @@ def gradient_summary(records: list[dict]) -> dict:
     profile = [{"layer": r["layer"], "index": r["index"], "grad_norm": r["grad_norm"]}
                for r in records if r["step"] == first_step]
     return {"first_last_ratio_init": init_ratio, "first_last_ratio_median": median,
+            "relative_first_last_ratio_init": relative_init,
+            "relative_first_last_ratio_median": relative_median,
             "log10_slope_init": slope, "state": classify(median),
             "exploding_at_init": None if init_ratio is None else init_ratio > EXPLODING_RATIO,
             "profile_init": profile, "steps": steps}

@@ -37,7 +37,9 @@ from reskeras.study.report.figure_style import diverged_label
 from reskeras.study.report.time_table import time_blocks
 from reskeras.study.report.twin_figures import FAMILIES
 
-_GRADIENT_COLUMNS = ("first_last_ratio_init", "first_last_ratio_median", "log10_slope_init")
+_GRADIENT_COLUMNS = ("first_last_ratio_init", "first_last_ratio_median",
+                     "relative_first_last_ratio_init", "relative_first_last_ratio_median",
+                     "log10_slope_init")
 # (column, key of the cell's "errors" entry, kind of statistics)
 _ERROR_COLUMNS = (("train_error_ema", "train", "ema"), ("train_error_batch", "train", "batch"),
                   ("train_error_precise", "train", "precise"), ("test_error_ema", "test", "ema"),
