@@ -174,9 +174,12 @@ def build_resnet(depth: int, *, family: str | None = None, block: str | None = N
             on both sides as Torch, torchvision, timm and keras.applications
             do (needed for their weights); ``"tf_same"`` uses TensorFlow's
             ``padding="same"`` (bottom/right only for even inputs).
-        init: ``"he_normal"`` or ``"dirac"`` (every conv starts as the identity
-            on its first channels plus ``init_noise`` x He noise; DiracNets).
-        init_noise: noise scale of ``"dirac"`` (default 0.1 of He's).
+        init: ``"he_normal"``, ``"dirac"`` (every conv starts as the identity
+            on its first channels plus ``init_noise`` x He noise; DiracNets),
+            ``"dirac_permuted"`` (the same, output channels permuted by a random
+            cycle: orthogonal, far from the identity) or ``"delta_orthogonal"``
+            (sqrt(2) x a random orthogonal centre tap; Xiao et al. 2018).
+        init_noise: noise scale of the Dirac inits (default 0.1 of He's).
         branch_scale: ``None`` or the starting value of a learnable scalar on
             each residual branch (0 is SkipInit, De & Smith 2020).
         include_top: end with global average pooling and a ``classes``-way

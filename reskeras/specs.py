@@ -32,7 +32,7 @@ SHORTCUTS = ("A", "B", "C")
 # only way published weights compute what they were trained to). "tf_same": TensorFlow's
 # padding="same", which for even inputs pads only bottom/right (same shapes, other function).
 PADDINGS = ("symmetric", "tf_same")
-INITS = ("he_normal", "dirac")
+INITS = ("he_normal", "dirac", "dirac_permuted", "delta_orthogonal")
 # Spec configs written before reskeras recorded `padding` were built with TensorFlow's "same".
 LEGACY_PADDING = "tf_same"
 
@@ -85,11 +85,15 @@ class ArchSpec:
             padding on both sides before every strided conv and the ImageNet
             stem pool) or ``"tf_same"`` (TensorFlow's ``padding="same"``,
             bottom/right only for even inputs; what reskeras built before 0.2).
-        init: conv kernels start ``"he_normal"`` (He et al. 2015) or ``"dirac"``:
+        init: conv kernels start ``"he_normal"`` (He et al. 2015), ``"dirac"``:
             the identity on the first ``min(c_in, c_out)`` channels plus
             ``init_noise`` x He-normal noise (DiracNets;
-            :class:`reskeras.initializers.Dirac`).
-        init_noise: the noise scale of ``"dirac"`` (ignored for He init).
+            :class:`reskeras.initializers.Dirac`), ``"dirac_permuted"``: the same
+            with the output channels permuted by a random cycle
+            (:class:`~reskeras.initializers.PermutedDirac`), or
+            ``"delta_orthogonal"``: sqrt(2) x a random orthogonal centre tap
+            (Xiao et al. 2018; :class:`~reskeras.initializers.DeltaOrthogonal`).
+        init_noise: the noise scale of the two Dirac inits (ignored otherwise).
         branch_scale: ``None``, or the starting value of a learnable scalar
             multiplying each residual branch (0 is SkipInit; residual nets only).
     """
@@ -181,8 +185,11 @@ class ArchSpec:
             parts.append("zeroinit")
         if self.padding != "symmetric":
             parts.append("tfsame")
-        if self.init == "dirac":
-            parts.append("dirac" if self.init_noise == 0.1 else f"dirac{self.init_noise:g}")
+        if self.init in ("dirac", "dirac_permuted"):
+            kind = {"dirac": "dirac", "dirac_permuted": "diracperm"}[self.init]
+            parts.append(kind if self.init_noise == 0.1 else f"{kind}{self.init_noise:g}")
+        elif self.init == "delta_orthogonal":
+            parts.append("deltaorth")
         if self.branch_scale is not None:
             parts.append(f"bs{self.branch_scale:g}")
         return "_".join(parts)

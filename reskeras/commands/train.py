@@ -41,9 +41,12 @@ def add_parser(subparsers, name: str) -> None:
                           "(TensorFlow's bottom/right 'same')")
     net.add_argument("--no-bn", action="store_true", help="no BatchNorm (conv with bias)")
     net.add_argument("--init", choices=INITS,
-                     help="conv init: he_normal (default) or dirac (identity + noise, DiracNets)")
+                     help="conv init: he_normal (default), dirac (identity + noise, DiracNets), "
+                          "dirac_permuted (its output channels permuted: far from the "
+                          "identity) or delta_orthogonal (Xiao et al. 2018)")
     net.add_argument("--init-noise", type=float, metavar="X",
-                     help="with --init dirac: He-normal noise scale (default 0.1)")
+                     help="with --init dirac or dirac_permuted: He-normal noise scale "
+                          "(default 0.1)")
     net.add_argument("--branch-scale", type=float, metavar="X",
                      help="learnable scalar on each residual branch, starting at X (0: SkipInit)")
     net.add_argument("--weights", metavar="PATH",

@@ -1,4 +1,4 @@
-"""Builder interventions of the study's *why*: Dirac init and branch scales.
+"""Builder interventions of the study's *why*: Dirac init, its two controls, branch scales.
 
 Facts: the identity kernel's exact values, a zero-noise Dirac plain net carrying its input
 through 20 layers unchanged, SkipInit blocks that start as their shortcut, the noise's scale,
@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from reskeras import build_plain, build_resnet, rundir
 from reskeras.cli import main
-from reskeras.initializers import Dirac
+from reskeras.initializers import DeltaOrthogonal, Dirac, PermutedDirac
 from reskeras.layers import BranchScale
 from reskeras.specs import ArchSpec, resolve_spec
 from tuning import ResNetHyperModel
@@ -48,6 +48,85 @@ def test_dirac_noise_is_the_given_fraction_of_he_normal():
     noise = first - np.asarray(Dirac(noise=0.0)(shape))
     assert noise.std() == pytest.approx(0.1 * he_std, rel=0.02)
 
+
+
+@pytest.mark.parametrize("shape", [(3, 3, 6, 6), (3, 3, 4, 8), (1, 1, 8, 4)])
+def test_permuted_dirac_is_one_cycle_through_the_outputs_at_the_centre_tap(shape):
+    keras.utils.set_random_seed(5)
+    kernel = np.asarray(PermutedDirac(noise=0.0)(shape))
+    height, width, inputs, outputs = shape
+    centre = kernel[height // 2, width // 2]
+    assert np.abs(kernel).sum() == centre.sum() == min(inputs, outputs)  # only the centre tap
+    assert set(np.unique(centre)) == {0.0, 1.0}
+    assert (centre.sum(axis=1) <= 1).all() and (centre.sum(axis=0) <= 1).all()
+    mapped = {i: int(np.argmax(centre[i])) for i in range(min(inputs, outputs))}
+    assert all(i != j for i, j in mapped.items())  # no channel maps to itself
+    if inputs == outputs:  # a single cycle: back to the start only after c_out steps
+        channel, length = 0, 0
+        while True:
+            channel, length = mapped[channel], length + 1
+            if channel == 0:
+                break
+        assert length == outputs
+    keras.utils.set_random_seed(5)
+    np.testing.assert_array_equal(np.asarray(PermutedDirac(noise=0.0)(shape)), kernel)
+    keras.utils.set_random_seed(6)
+    others = [np.asarray(PermutedDirac(noise=0.0)((1, 1, 16, 16))) for _ in range(2)]
+    assert not np.array_equal(others[0], others[1])  # each conv draws its own cycle
+
+
+def test_permuted_dirac_noise_is_diracs():
+    shape = (3, 3, 128, 128)
+    keras.utils.set_random_seed(2)
+    kernel = np.asarray(PermutedDirac(noise=0.1)(shape))
+    keras.utils.set_random_seed(2)
+    bare = np.asarray(PermutedDirac(noise=0.0)(shape))
+    assert (kernel - bare).std() == pytest.approx(0.1 * np.sqrt(2.0 / (3 * 3 * 128)), rel=0.03)
+    with pytest.raises(ValueError, match=r"PermutedDirac initializes conv kernels"):
+        PermutedDirac()((4, 4))
+
+
+@pytest.mark.parametrize("inputs,outputs", [(8, 8), (4, 16)])
+def test_delta_orthogonal_conv_keeps_every_pixels_norm_times_its_gain(inputs, outputs):
+    """A Keras Conv2D (stride 1, same padding) with the kernel maps each pixel's channel
+    vector x to one of norm gain * |x|: the conv is an isometry up to the gain."""
+    keras.utils.set_random_seed(0)
+    conv = keras.layers.Conv2D(outputs, 3, padding="same", use_bias=False,
+                               kernel_initializer=DeltaOrthogonal())
+    images = np.random.default_rng(0).normal(size=(2, 5, 5, inputs)).astype("float32")
+    out = np.asarray(conv(images))
+    np.testing.assert_allclose(np.linalg.norm(out, axis=-1),
+                               np.sqrt(2.0) * np.linalg.norm(images, axis=-1), rtol=1e-5)
+    kernel = np.asarray(conv.kernel)
+    assert not kernel[0].any() and not kernel[:, 0].any()  # every tap but the centre is 0
+    np.testing.assert_allclose(kernel[1, 1] @ kernel[1, 1].T, 2.0 * np.eye(inputs), atol=1e-5)
+    assert not np.allclose(np.abs(kernel[1, 1][:, :inputs]), np.sqrt(2.0) * np.eye(inputs))
+
+
+def test_delta_orthogonal_narrowing_has_orthonormal_columns_and_checks_its_gain():
+    kernel = np.asarray(DeltaOrthogonal(gain=1.0, seed=3)((3, 3, 16, 4)))
+    np.testing.assert_allclose(kernel[1, 1].T @ kernel[1, 1], np.eye(4), atol=1e-5)
+    for gain in (0, -1.0, True, "2"):
+        with pytest.raises(ValueError, match=r"`gain` must be a number > 0\. Received: gain="):
+            DeltaOrthogonal(gain=gain)
+    with pytest.raises(ValueError, match=r"DeltaOrthogonal initializes conv kernels"):
+        DeltaOrthogonal()((3, 4))
+
+
+@pytest.mark.parametrize("init,name,cls", [("dirac_permuted", "plain20_diracperm", PermutedDirac),
+                                           ("delta_orthogonal", "plain20_deltaorth",
+                                            DeltaOrthogonal)])
+def test_the_controls_build_save_and_load(tmp_path, init, name, cls):
+    keras.utils.set_random_seed(4)
+    model = build_plain(20, init=init, input_shape=(8, 8, 3))
+    assert model.name == name
+    assert type(model.get_layer("stage2_block1_conv1").kernel_initializer) is cls
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    images = np.random.default_rng(2).normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(loaded(images)), np.asarray(model(images)))
+    assert type(loaded.get_layer("stage2_block1_conv1").kernel_initializer) is cls
 
 def test_zero_noise_dirac_plain_net_carries_its_input_unchanged():
     """Without BN: every conv is the identity (strided ones subsample), every ReLU passes x >= 0."""
@@ -117,7 +196,8 @@ def test_spec_fields_names_round_trip_and_errors():
     assert ArchSpec.from_config(legacy) == resolve_spec(20)  # configs before these fields
     for kwargs, message in [
         (dict(init="orthogonal"),
-         "`init` must be one of 'he_normal', 'dirac'. Received: init='orthogonal'"),
+         "`init` must be one of 'he_normal', 'dirac', 'dirac_permuted', 'delta_orthogonal'. "
+         "Received: init='orthogonal'"),
         (dict(init="dirac", init_noise=-1.0), "`init_noise` must be a number >= 0"),
         (dict(branch_scale="zero"),
          "`branch_scale` must be None or a number. Received: branch_scale='zero'"),
