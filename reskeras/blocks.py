@@ -17,6 +17,15 @@ Choices that differ between frameworks, made explicit here:
   when a BN follows; without BN (``batch_norm=False``) they have a bias.
 * ``spec.branch_scale`` puts a learnable scalar (``reskeras.layers.BranchScale``,
   ``stage{s}_block{b}_scale``) on each residual branch just before the add.
+* ``spec.init="fixup"`` (residual v1 nets without BN) wires each block after Fixup
+  (Zhang et al. 2019, §3; not yet checked side by side against the authors' code): a scalar bias (``reskeras.layers.ScalarBias``) before each
+  branch conv (``..._bias{k}a``) and each ReLU (``..._bias{k}b``), branch convs
+  without their own bias, the last one starting at 0 and the others at He-normal
+  with its standard deviation times ``L ** (-1 / (2m - 2))`` for ``L`` blocks of
+  ``m`` convs, then a multiplier starting at 1 (``..._scale``) and a last scalar
+  bias; a projection or zero-pad shortcut reads the input plus ``..._bias1a``, an
+  identity shortcut the raw input. The stem and shortcut convs keep He init and
+  their biases; the classifier starts at 0 (``reskeras.builders``).
 * v1 puts the stride on the 3x3 conv of a bottleneck (torchvision, "ResNet
   v1.5").
 * Strided convs and the ImageNet stem pool pad as the reference ResNets do
@@ -41,7 +50,7 @@ from reskeras._backend import keras
 
 from reskeras.initializers import conv_initializer
 from reskeras.layers import (BranchScale, FusedBatchNormalization, NegativeInfinityPadding2D,
-                             ZeroPadShortcut)
+                             ScalarBias, ZeroPadShortcut)
 from reskeras.specs import EXPANSION, ArchSpec
 
 BN_MOMENTUM = 0.9
@@ -52,15 +61,19 @@ def _reference_padding(spec: ArchSpec, strides: int) -> bool:
     return strides > 1 and spec.padding == "symmetric"
 
 
-def conv(x, filters: int, kernel_size: int, strides: int, name: str, spec: ArchSpec):
+def conv(x, filters: int, kernel_size: int, strides: int, name: str, spec: ArchSpec, *,
+         kernel_initializer=None, use_bias: bool | None = None):
     padding = "same"
     if _reference_padding(spec, strides):
         padding = "valid"
         if kernel_size > 1:  # a strided 1x1 conv reads the same pixels either way
             x = keras.layers.ZeroPadding2D((kernel_size - 1) // 2, name=f"{name}_pad")(x)
+    if kernel_initializer is None:
+        kernel_initializer = conv_initializer(spec.init, spec.init_noise)
     return keras.layers.Conv2D(
-        filters, kernel_size, strides=strides, padding=padding, use_bias=not spec.batch_norm,
-        kernel_initializer=conv_initializer(spec.init, spec.init_noise), name=name)(x)
+        filters, kernel_size, strides=strides, padding=padding,
+        use_bias=not spec.batch_norm if use_bias is None else use_bias,
+        kernel_initializer=kernel_initializer, name=name)(x)
 
 
 def max_pool(x, spec: ArchSpec, after_relu: bool):
@@ -133,6 +146,8 @@ def block(x, width: int, strides: int, spec: ArchSpec, prefix: str):
         prefix: ``stage{s}_block{b}``.
     """
     layout = _branch_layout(spec, width, strides)
+    if spec.init == "fixup":
+        return _fixup_block(x, layout, strides, spec, prefix)
     last = len(layout)
     zero_last = spec.zero_init_residual and spec.residual
     preact = None
@@ -157,6 +172,30 @@ def block(x, width: int, strides: int, spec: ArchSpec, prefix: str):
     if spec.version == "v1":
         return relu(y, f"{prefix}_out")
     return keras.layers.Identity(name=f"{prefix}_out")(y)
+
+
+def _fixup_block(x, layout, strides: int, spec: ArchSpec, prefix: str):
+    """A v1 residual block wired and initialized as Fixup's (see the module notes)."""
+    convs, blocks = len(layout), sum(spec.depths)
+    inner = keras.initializers.VarianceScaling(  # He's variance times L^(-1/(m-1))
+        scale=2.0 * blocks ** (-1.0 / (convs - 1)), mode="fan_in",
+        distribution="truncated_normal")
+    shifted = y = ScalarBias(name=f"{prefix}_bias1a")(x)
+    for k, (filters, kernel, stride) in enumerate(layout, start=1):
+        if k > 1:
+            y = ScalarBias(name=f"{prefix}_bias{k}a")(y)
+        last = k == convs
+        y = conv(y, filters, kernel, stride, f"{prefix}_conv{k}", spec,
+                 kernel_initializer="zeros" if last else inner, use_bias=False)
+        if not last:
+            y = relu(ScalarBias(name=f"{prefix}_bias{k}b")(y), f"{prefix}_relu{k}")
+    y = BranchScale(1.0, name=f"{prefix}_scale")(y)
+    y = ScalarBias(name=f"{prefix}_bias{convs}b")(y)
+    identity = shortcut(shifted, None, layout[-1][0], strides, spec, prefix)
+    if identity is shifted:  # Fixup adds the raw input when the shortcut is the identity
+        identity = x
+    y = keras.layers.Add(name=f"{prefix}_add")([y, identity])
+    return relu(y, f"{prefix}_out")
 
 
 def stages(x, spec: ArchSpec):

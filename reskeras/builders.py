@@ -86,8 +86,10 @@ def _head(x, spec: ArchSpec, include_top: bool, pooling, classes, classifier_act
         x = pool(name="head_pool")(x)
     if include_top:
         # float32 logits keep softmax and the loss stable under mixed precision.
+        # Fixup starts the classifier at 0 (the logits start equal)
         x = keras.layers.Dense(classes, activation=classifier_activation, dtype="float32",
-                               name="predictions")(x)
+                               kernel_initializer="zeros" if spec.init == "fixup"
+                               else "glorot_uniform", name="predictions")(x)
     return x
 
 
@@ -178,7 +180,10 @@ def build_resnet(depth: int, *, family: str | None = None, block: str | None = N
             on its first channels plus ``init_noise`` x He noise; DiracNets),
             ``"dirac_permuted"`` (the same, output channels permuted by a random
             cycle: orthogonal, far from the identity) or ``"delta_orthogonal"``
-            (sqrt(2) x a random orthogonal centre tap; Xiao et al. 2018).
+            (sqrt(2) x a random orthogonal centre tap; Xiao et al. 2018) or
+            ``"fixup"`` (Zhang et al. 2019: residual nets without BN; branches
+            start at 0 with scalar biases and a multiplier, see
+            :mod:`reskeras.blocks`).
         init_noise: noise scale of the Dirac inits (default 0.1 of He's).
         branch_scale: ``None`` or the starting value of a learnable scalar on
             each residual branch (0 is SkipInit, De & Smith 2020).

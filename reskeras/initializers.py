@@ -164,7 +164,7 @@ def conv_initializer(init: str, init_noise: float):
         return PermutedDirac(noise=init_noise)
     if init == "delta_orthogonal":
         return DeltaOrthogonal()
-    return "he_normal"
+    return "he_normal"  # he_normal, and fixup outside its residual branches (reskeras.blocks)
 
 
 __all__ = ["DEFAULT_INIT_NOISE", "DeltaOrthogonal", "Dirac", "INITIALIZERS", "PermutedDirac",

@@ -107,6 +107,31 @@ class BranchScale(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="reskeras")
+class ScalarBias(keras.layers.Layer):
+    """``y = x + b`` with one learnable scalar ``b`` starting at 0: Fixup's scalar biases.
+
+    Fixup (Zhang et al. 2019) puts one before each conv and each activation of a
+    residual branch, in place of what BatchNorm's shift would learn.
+
+    Example:
+
+    >>> import numpy as np
+    >>> ScalarBias()(np.ones((1, 2), "float32")).numpy().tolist()
+    [[1.0, 1.0]]
+    """
+
+    def build(self, input_shape):
+        self.bias = self.add_weight(name="bias", shape=(), initializer="zeros", trainable=True)
+        self.built = True
+
+    def call(self, inputs):
+        return inputs + ops.cast(self.bias, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="reskeras")
 class NegativeInfinityPadding2D(keras.layers.ZeroPadding2D):
     """``ZeroPadding2D`` that pads with ``-inf`` instead of zeros.
 

@@ -32,7 +32,7 @@ SHORTCUTS = ("A", "B", "C")
 # only way published weights compute what they were trained to). "tf_same": TensorFlow's
 # padding="same", which for even inputs pads only bottom/right (same shapes, other function).
 PADDINGS = ("symmetric", "tf_same")
-INITS = ("he_normal", "dirac", "dirac_permuted", "delta_orthogonal")
+INITS = ("he_normal", "dirac", "dirac_permuted", "delta_orthogonal", "fixup")
 # Spec configs written before reskeras recorded `padding` were built with TensorFlow's "same".
 LEGACY_PADDING = "tf_same"
 
@@ -92,7 +92,12 @@ class ArchSpec:
             with the output channels permuted by a random cycle
             (:class:`~reskeras.initializers.PermutedDirac`), or
             ``"delta_orthogonal"``: sqrt(2) x a random orthogonal centre tap
-            (Xiao et al. 2018; :class:`~reskeras.initializers.DeltaOrthogonal`).
+            (Xiao et al. 2018; :class:`~reskeras.initializers.DeltaOrthogonal`), or
+            ``"fixup"`` (Zhang et al. 2019; residual nets without BN, v1): the
+            last conv of each branch starts at 0, the others at He x
+            ``L ** (-1 / (2m - 2))`` (``L`` blocks of ``m`` convs), scalar biases
+            before each branch conv and activation, a multiplier starting at 1 on
+            each branch, and a zero classifier (:mod:`reskeras.blocks`).
         init_noise: the noise scale of the two Dirac inits (ignored otherwise).
         branch_scale: ``None``, or the starting value of a learnable scalar
             multiplying each residual branch (0 is SkipInit; residual nets only).
@@ -145,6 +150,14 @@ class ArchSpec:
                                  f"(a plain twin has none). Received: "
                                  f"branch_scale={self.branch_scale!r}, residual=False")
             object.__setattr__(self, "branch_scale", float(self.branch_scale))
+        if self.init == "fixup" and (not self.residual or self.batch_norm
+                                     or self.version != "v1" or self.branch_scale is not None):
+            raise ValueError(
+                "`init='fixup'` initializes residual nets without normalization (Zhang et al. "
+                "2019): it needs residual=True, batch_norm=False, version='v1' and "
+                "branch_scale=None (it has its own branch multiplier). Received: "
+                f"residual={self.residual}, batch_norm={self.batch_norm}, "
+                f"version={self.version!r}, branch_scale={self.branch_scale!r}")
         if self.zero_init_residual and not (self.residual and self.batch_norm):
             raise ValueError(
                 "`zero_init_residual=True` needs residual=True and batch_norm=True "
@@ -188,8 +201,8 @@ class ArchSpec:
         if self.init in ("dirac", "dirac_permuted"):
             kind = {"dirac": "dirac", "dirac_permuted": "diracperm"}[self.init]
             parts.append(kind if self.init_noise == 0.1 else f"{kind}{self.init_noise:g}")
-        elif self.init == "delta_orthogonal":
-            parts.append("deltaorth")
+        elif self.init in ("delta_orthogonal", "fixup"):
+            parts.append({"delta_orthogonal": "deltaorth", "fixup": "fixup"}[self.init])
         if self.branch_scale is not None:
             parts.append(f"bs{self.branch_scale:g}")
         return "_".join(parts)

@@ -55,7 +55,8 @@ def add_parser(subparsers, name: str) -> None:
     space.add_argument("--versions", nargs="+", choices=VERSIONS, help="v1 and/or v2")
     space.add_argument("--shortcuts", nargs="+", choices=SHORTCUTS, help="A, B and/or C")
     space.add_argument("--inits", nargs="+", choices=INITS,
-                       help="conv init: he_normal and/or dirac (identity + noise)")
+                       help="conv init: he_normal, dirac (identity + noise), dirac_permuted, "
+                            "delta_orthogonal, fixup (residual nets with --no-bn only)")
     space.add_argument("--branch-scales", type=float, nargs="+", metavar="X",
                        help="learnable residual-branch scale starting at X (0: SkipInit); "
                             "residual candidates only")

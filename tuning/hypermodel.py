@@ -175,6 +175,15 @@ class ResNetHyperModel(kt.HyperModel):
                              f"Received: padding={padding!r}")
         self.padding = padding
         self.inits = _as_choices("init", init, INITS)
+        if "fixup" in (self.inits or ()) and (self.batch_norm or self.search_residual
+                                              or not self.residual
+                                              or "v2" in (self.versions or ())):
+            raise ValueError(
+                "`init` 'fixup' is for residual v1 nets without BatchNorm: every candidate of "
+                "the search must be one (batch_norm=False, residual only, no v2). Received: "
+                f"init={init!r}, batch_norm={self.batch_norm}, "
+                f"search_residual={self.search_residual}, residual={self.residual}, "
+                f"version={version!r}")
         self.init_noise = init_noise
         self.branch_scales = _as_choices("branch_scale", branch_scale, number=True)
         self.train_options = dict(train_options or {})

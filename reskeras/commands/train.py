@@ -43,7 +43,8 @@ def add_parser(subparsers, name: str) -> None:
     net.add_argument("--init", choices=INITS,
                      help="conv init: he_normal (default), dirac (identity + noise, DiracNets), "
                           "dirac_permuted (its output channels permuted: far from the "
-                          "identity) or delta_orthogonal (Xiao et al. 2018)")
+                          "identity), delta_orthogonal (Xiao et al. 2018) or fixup (Zhang et "
+                          "al. 2019; residual nets with --no-bn)")
     net.add_argument("--init-noise", type=float, metavar="X",
                      help="with --init dirac or dirac_permuted: He-normal noise scale "
                           "(default 0.1)")

@@ -196,8 +196,8 @@ def test_spec_fields_names_round_trip_and_errors():
     assert ArchSpec.from_config(legacy) == resolve_spec(20)  # configs before these fields
     for kwargs, message in [
         (dict(init="orthogonal"),
-         "`init` must be one of 'he_normal', 'dirac', 'dirac_permuted', 'delta_orthogonal'. "
-         "Received: init='orthogonal'"),
+         "`init` must be one of 'he_normal', 'dirac', 'dirac_permuted', 'delta_orthogonal', "
+         "'fixup'. Received: init='orthogonal'"),
         (dict(init="dirac", init_noise=-1.0), "`init_noise` must be a number >= 0"),
         (dict(branch_scale="zero"),
          "`branch_scale` must be None or a number. Received: branch_scale='zero'"),
@@ -252,3 +252,76 @@ def test_tuner_searches_init_and_branch_scale():
     assert "init" in names and "branch_scale" not in names
     with pytest.raises(ValueError, match=r"`init` must hold values among 'he_normal', 'dirac'"):
         ResNetHyperModel((8, 8, 1), 10, depths=[8], widths=[4], init="xavier")
+
+
+def test_fixup_blocks_start_as_their_shortcut_with_a_zero_classifier():
+    """Zhang et al. 2019: each branch's last conv is 0 and its multiplier 1, so every block
+    starts as relu(shortcut(x)) and the classifier, at 0, gives equal logits."""
+    keras.utils.set_random_seed(0)
+    model = build_resnet(20, batch_norm=False, init="fixup", input_shape=(8, 8, 3))
+    assert model.name == "resnet20_nobn_fixup"
+    # He's no-BN net minus the branch convs' biases (2 x 3 x (16 + 32 + 64)), plus 5 scalars
+    # per block (4 biases, 1 multiplier)
+    assert model.count_params() == 269_034 - 672 + 45 == build_resnet(
+        20, batch_norm=False, input_shape=(8, 8, 3)).count_params() - 672 + 45
+    names = [layer.name for layer in model.layers]
+    assert names[names.index("stage2_block1_bias1a"):names.index("stage2_block1_out") + 1] == [
+        "stage2_block1_bias1a", "stage2_block1_conv1_pad", "stage2_block1_conv1",
+        "stage2_block1_bias1b",
+        "stage2_block1_relu1", "stage2_block1_bias2a", "stage2_block1_conv2",
+        "stage2_block1_scale", "stage2_block1_bias2b", "stage2_block1_shortcut",
+        "stage2_block1_add", "stage2_block1_out"]
+    images = np.random.default_rng(1).normal(size=(4, 8, 8, 3)).astype("float32")
+    taps = keras.Model(model.input, [model.get_layer(n).output for n in (
+        "stem_relu", "stage1_block3_out", "stage3_block3_out")])
+    stem, stage1, stage3 = (np.asarray(t) for t in taps(images))
+    np.testing.assert_array_equal(stage1, stem)  # identity shortcuts pass the raw input on
+    np.testing.assert_array_equal(stage3[..., :16], stem[:, ::4, ::4, :])  # zero-pad (A)
+    assert not stage3[..., 16:].any()
+    np.testing.assert_array_equal(np.asarray(model(images)), np.full((4, 10), 0.1, "float32"))
+
+
+@pytest.mark.parametrize("depth,block,convs,blocks", [(20, "basic", 2, 9),
+                                                      (29, "bottleneck", 3, 9)])
+def test_fixup_scales_the_inner_branch_convs_by_l_to_the_minus_one_over_2m_minus_2(
+        depth, block, convs, blocks):
+    keras.utils.set_random_seed(1)
+    model = build_resnet(depth, block=block, batch_norm=False, init="fixup", width=32,
+                         input_shape=(8, 8, 3))
+    factor = blocks ** (-1.0 / (2 * convs - 2))  # L^(-1/(2m-2)): 1/3 and 1/sqrt(3)
+    for k in range(1, convs):
+        kernel = np.asarray(model.get_layer(f"stage3_block2_conv{k}").kernel)
+        fan_in = np.prod(kernel.shape[:3])
+        assert kernel.std() == pytest.approx(factor * np.sqrt(2.0 / fan_in), rel=0.05)
+        assert model.get_layer(f"stage3_block2_conv{k}").bias is None
+    assert not np.asarray(model.get_layer(f"stage3_block2_conv{convs}").kernel).any()
+    stem = np.asarray(model.get_layer("stem_conv").kernel)  # outside the branches: He
+    assert stem.std() == pytest.approx(np.sqrt(2.0 / 27), rel=0.25)
+
+
+def test_fixup_trains_saves_and_refuses_what_it_is_not_for(tmp_path):
+    keras.utils.set_random_seed(2)
+    model = build_resnet(8, batch_norm=False, init="fixup", input_shape=(8, 8, 1), classes=10)
+    model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    x = np.random.default_rng(3).normal(size=(32, 8, 8, 1)).astype("float32")
+    y = np.arange(32) % 10
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    # the first step moves only the classifier: with it at 0 no gradient reaches below
+    assert np.asarray(model.get_layer("predictions").kernel).any()
+    assert not np.asarray(model.get_layer("stage1_block1_conv2").kernel).any()
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    assert np.asarray(model.get_layer("stage1_block1_conv2").kernel).any()  # then the rest
+    path = str(tmp_path / "fixup.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(model(x)))
+    for kwargs in (dict(), dict(batch_norm=False, residual=False),
+                   dict(batch_norm=False, version="v2"),
+                   dict(batch_norm=False, branch_scale=0.0)):
+        with pytest.raises(ValueError) as info:
+            resolve_spec(20, init="fixup", **kwargs)
+        assert str(info.value).startswith("`init='fixup'` initializes residual nets without "
+                                          "normalization") and "\n" not in str(info.value)
+    with pytest.raises(ValueError, match=r"`init` 'fixup' is for residual v1 nets"):
+        ResNetHyperModel(input_shape=(8, 8, 1), classes=10, init=["he_normal", "fixup"])
+    ResNetHyperModel(input_shape=(8, 8, 1), classes=10, init="fixup", batch_norm=False)
