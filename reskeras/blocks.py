@@ -18,14 +18,17 @@ Choices that differ between frameworks, made explicit here:
 * ``spec.branch_scale`` puts a learnable scalar (``reskeras.layers.BranchScale``,
   ``stage{s}_block{b}_scale``) on each residual branch just before the add.
 * ``spec.init="fixup"`` (residual v1 nets without BN) wires each block after Fixup
-  (Zhang et al. 2019, §3; not yet checked side by side against the authors' code): a scalar bias (``reskeras.layers.ScalarBias``) before each
+  (Zhang et al. 2019, §3; the same logits as the authors' CIFAR code on the same
+  weights: ``benchmarks/fixup_equivalence.py``, docs/benchmarks.md): a scalar bias (``reskeras.layers.ScalarBias``) before each
   branch conv (``..._bias{k}a``) and each ReLU (``..._bias{k}b``), branch convs
-  without their own bias, the last one starting at 0 and the others at He-normal
-  with its standard deviation times ``L ** (-1 / (2m - 2))`` for ``L`` blocks of
-  ``m`` convs, then a multiplier starting at 1 (``..._scale``) and a last scalar
-  bias; a projection or zero-pad shortcut reads the input plus ``..._bias1a``, an
-  identity shortcut the raw input. The stem and shortcut convs keep He init and
-  their biases; the classifier starts at 0 (``reskeras.builders``).
+  without their own bias, the last one starting at 0 and the others normal with
+  He's standard deviation over the fan-out times ``L ** (-1 / (2m - 2))`` for ``L``
+  blocks of ``m`` convs, then a multiplier starting at 1 (``..._scale``) and a last
+  scalar bias; a projection or zero-pad shortcut reads the input plus
+  ``..._bias1a``, an identity shortcut the raw input. The stem and shortcut convs
+  keep He init and their per-channel biases (Fixup's stem has a scalar bias); the
+  classifier starts at 0 and reads the pooled features plus a scalar ``head_bias``
+  (``reskeras.builders``).
 * v1 puts the stride on the 3x3 conv of a bottleneck (torchvision, "ResNet
   v1.5").
 * Strided convs and the ImageNet stem pool pad as the reference ResNets do
@@ -177,9 +180,11 @@ def block(x, width: int, strides: int, spec: ArchSpec, prefix: str):
 def _fixup_block(x, layout, strides: int, spec: ArchSpec, prefix: str):
     """A v1 residual block wired and initialized as Fixup's (see the module notes)."""
     convs, blocks = len(layout), sum(spec.depths)
-    inner = keras.initializers.VarianceScaling(  # He's variance times L^(-1/(m-1))
-        scale=2.0 * blocks ** (-1.0 / (convs - 1)), mode="fan_in",
-        distribution="truncated_normal")
+    # He's variance over the fan-out (kh * kw * c_out, as the authors' CIFAR code draws it)
+    # times L^(-1/(m-1)): a standard deviation L^(-1/(2m-2)) times He's
+    inner = keras.initializers.VarianceScaling(
+        scale=2.0 * blocks ** (-1.0 / (convs - 1)), mode="fan_out",
+        distribution="untruncated_normal")
     shifted = y = ScalarBias(name=f"{prefix}_bias1a")(x)
     for k, (filters, kernel, stride) in enumerate(layout, start=1):
         if k > 1:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from reskeras._backend import keras
 
 from reskeras import blocks
+from reskeras.layers import ScalarBias
 from reskeras.specs import ArchSpec, get_spec, resolve_spec, scale
 
 _DEFAULT_INPUT = {"cifar": (32, 32, 3), "imagenet": (224, 224, 3)}
@@ -86,6 +87,8 @@ def _head(x, spec: ArchSpec, include_top: bool, pooling, classes, classifier_act
         x = pool(name="head_pool")(x)
     if include_top:
         # float32 logits keep softmax and the loss stable under mixed precision.
+        if spec.init == "fixup":  # Fixup: a scalar bias on the features, a zero classifier
+            x = ScalarBias(name="head_bias")(x)
         # Fixup starts the classifier at 0 (the logits start equal)
         x = keras.layers.Dense(classes, activation=classifier_activation, dtype="float32",
                                kernel_initializer="zeros" if spec.init == "fixup"

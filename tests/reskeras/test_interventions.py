@@ -261,9 +261,9 @@ def test_fixup_blocks_start_as_their_shortcut_with_a_zero_classifier():
     model = build_resnet(20, batch_norm=False, init="fixup", input_shape=(8, 8, 3))
     assert model.name == "resnet20_nobn_fixup"
     # He's no-BN net minus the branch convs' biases (2 x 3 x (16 + 32 + 64)), plus 5 scalars
-    # per block (4 biases, 1 multiplier)
-    assert model.count_params() == 269_034 - 672 + 45 == build_resnet(
-        20, batch_norm=False, input_shape=(8, 8, 3)).count_params() - 672 + 45
+    # per block (4 biases, 1 multiplier) and the head's scalar bias
+    assert model.count_params() == 269_034 - 672 + 45 + 1 == build_resnet(
+        20, batch_norm=False, input_shape=(8, 8, 3)).count_params() - 672 + 45 + 1
     names = [layer.name for layer in model.layers]
     assert names[names.index("stage2_block1_bias1a"):names.index("stage2_block1_out") + 1] == [
         "stage2_block1_bias1a", "stage2_block1_conv1_pad", "stage2_block1_conv1",
@@ -289,11 +289,11 @@ def test_fixup_scales_the_inner_branch_convs_by_l_to_the_minus_one_over_2m_minus
     model = build_resnet(depth, block=block, batch_norm=False, init="fixup", width=32,
                          input_shape=(8, 8, 3))
     factor = blocks ** (-1.0 / (2 * convs - 2))  # L^(-1/(2m-2)): 1/3 and 1/sqrt(3)
-    for k in range(1, convs):
-        kernel = np.asarray(model.get_layer(f"stage3_block2_conv{k}").kernel)
-        fan_in = np.prod(kernel.shape[:3])
-        assert kernel.std() == pytest.approx(factor * np.sqrt(2.0 / fan_in), rel=0.05)
-        assert model.get_layer(f"stage3_block2_conv{k}").bias is None
+    for name in [f"stage3_block2_conv{k}" for k in range(1, convs)] + ["stage2_block1_conv1"]:
+        kernel = np.asarray(model.get_layer(name).kernel)
+        fan_out = np.prod(kernel.shape[:2]) * kernel.shape[3]  # kh * kw * c_out
+        assert kernel.std() == pytest.approx(factor * np.sqrt(2.0 / fan_out), rel=0.05), name
+        assert model.get_layer(name).bias is None
     assert not np.asarray(model.get_layer(f"stage3_block2_conv{convs}").kernel).any()
     stem = np.asarray(model.get_layer("stem_conv").kernel)  # outside the branches: He
     assert stem.std() == pytest.approx(np.sqrt(2.0 / 27), rel=0.25)
