@@ -227,9 +227,9 @@ def _errors_text(cell: dict, split: str, measure: str) -> str:
 
 def _degradation_blocks(results: dict, figures: dict, used: set) -> list[tuple]:
     blocks = section("Degradation", "Final training error (training split, no augmentation, "
-                      "precise BatchNorm statistics) and test error after the same number of "
-                      "steps, mean over seeds. A deeper "
-                      "net with a higher *training* error is the degradation problem: "
+                      "precise BatchNorm statistics) and test error at each net's final budget "
+                      "(where it converged, or the cap: see Convergence), mean over seeds. A "
+                      "deeper net with a higher *training* error is the degradation problem: "
                       "overfitting cannot explain it.", figures, ("degradation",), used)
     twins = [c for c in results["cells"] if is_twin(c)]  # the interventions are in "Why"
     present = [f for f in FAMILIES if any(c["residual"] == f[1] and c["batch_norm"] == f[2]
