@@ -536,3 +536,14 @@ def test_every_table_fits_a_1280_px_window_in_a_real_browser(full_study, tmp_pat
     layout = json.loads(re.search(r"<title>overflow:(.*?)</title>", dom).group(1))
     assert layout["tables"] >= 3
     assert layout == {"over": [], "tables": layout["tables"], "page": False}
+
+
+def test_a_table_row_with_the_wrong_number_of_cells_is_an_error():
+    """The gradient table once had 6 cells per row under 5 headers and rendered shifted."""
+    from reskeras.study.report.render import render_html, render_markdown
+
+    blocks = [("table", ["a", "b"], [["1", "2"], ["3", "4", "5"]])]
+    for render in (render_markdown, lambda b: render_html(b, {}, "t")):
+        with pytest.raises(ValueError, match=r"one cell per column \(2: \['a', 'b'\]\)\. "
+                                             r"Received: 3 cells"):
+            render(blocks)

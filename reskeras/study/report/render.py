@@ -40,6 +40,15 @@ def md_row(cells: list[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
 
 
+def _checked(header: list, rows: list) -> list:
+    """The rows, each as long as the header (a short or long row is a bug in its writer)."""
+    for row in rows:
+        if len(row) != len(header):
+            raise ValueError(f"A report table row must have one cell per column "
+                             f"({len(header)}: {header}). Received: {len(row)} cells {row}")
+    return rows
+
+
 def render_markdown(blocks: list[tuple]) -> str:
     """The blocks as Markdown; figures as ``![caption](relative path)``."""
     out = []
@@ -54,7 +63,7 @@ def render_markdown(blocks: list[tuple]) -> str:
             out.append("\n".join(f"- {item}" for item in rest[0]))
         elif kind == "table":
             out.append("\n".join([md_row(rest[0]), "|" + " --- |" * len(rest[0])]
-                                 + [md_row(row) for row in rest[1]]))
+                                 + [md_row(row) for row in _checked(*rest[:2])]))
         elif kind == "figure":
             out.append(f"![{rest[0].rsplit('/', 1)[-1][:-4]}]({rest[0]})\n\n*{rest[1]}*")
         elif kind == "code":
@@ -87,7 +96,7 @@ def render_html(blocks: list[tuple], images: dict[str, bytes], title: str) -> st
             wrap = set(rest[2]) if len(rest) > 2 else set()
             body = "".join("<tr>" + "".join(
                 ('<td class="wrap">' if i in wrap else "<td>") + f"{inline(c)}</td>"
-                for i, c in enumerate(row)) + "</tr>" for row in rest[1])
+                for i, c in enumerate(row)) + "</tr>" for row in _checked(*rest[:2]))
             out.append(f'<div class="table"><table><thead><tr>{head}</tr></thead>'
                        f"<tbody>{body}</tbody></table></div>")
         elif kind == "figure":

@@ -262,6 +262,8 @@ def _gradient_blocks(results: dict, figures: dict, used: set) -> list[tuple]:
     rows = [[c["name"], *(num((c.get("gradient") or {}).get(k)) for k in _GRADIENT_COLUMNS),
              (c.get("gradient") or {}).get("state", "unknown")] for c in results["cells"]]
     return blocks + [("table", ["cell", "ratio at step 0", "ratio, median over training",
+                                "relative ratio (||g||/||w||) at step 0",
+                                "relative ratio, median over training",
                                 "log10 slope at step 0", "gradient state"], rows)]
 
 
