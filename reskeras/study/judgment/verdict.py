@@ -154,29 +154,35 @@ def gradients(results: dict) -> tuple[dict, dict, dict]:
                              for c, ratio in zip(cells, init)}
         medians = [c["gradient"]["first_last_ratio_median"] for c in cells]
         # read in log10 over seeds: vanishing when the whole interval is below the threshold
-        during = interval([log10(r) for r in medians])
-        at_init = interval([log10(r) for r in init])
+        during, at_init = _log10_interval(medians), _log10_interval(init)
         vanishing[key] = _from_interval(during, medians, log10(VANISHING_RATIO), above=False)
         exploding[key] = _from_interval(at_init, init, log10(EXPLODING_RATIO), above=True)
         # ||g||/||w|| per layer: reported beside the raw ratio, not (yet) read by a flag
         relative = [c["gradient"].get("relative_first_last_ratio_median") for c in cells]
         relative_init = [c["gradient"].get("relative_first_last_ratio_init") for c in cells]
-        relative_during = interval([log10(r) for r in relative])
-        relative_at_init = interval([log10(r) for r in relative_init])
+        relative_during = _log10_interval(relative)
+        relative_at_init = _log10_interval(relative_init)
         numbers[key] = {"depth": cells[0]["depth"], "states": states,
                         "first_last_ratio_init": _median(init),
                         "first_last_ratio_median": _median(medians),
-                        "log10_ratio_interval": during["interval"] if during else None,
-                        "log10_ratio_init_interval": at_init["interval"] if at_init else None,
+                        "log10_ratio_interval": _bounds(during),
+                        "log10_ratio_init_interval": _bounds(at_init),
                         "relative_first_last_ratio_init": _median(relative_init),
                         "relative_first_last_ratio_median": _median(relative),
-                        "log10_relative_ratio_interval":
-                            relative_during["interval"] if relative_during else None,
-                        "log10_relative_ratio_init_interval":
-                            relative_at_init["interval"] if relative_at_init else None,
+                        "log10_relative_ratio_interval": _bounds(relative_during),
+                        "log10_relative_ratio_init_interval": _bounds(relative_at_init),
                         "per_seed": {"vanishing": vanishing_by_seed,
                                      "exploding_at_init": exploding_by_seed}}
     return vanishing, exploding, numbers
+
+
+def _log10_interval(ratios) -> dict | None:
+    """The interval over seeds of log10 of positive ratios (``None`` ones left out)."""
+    return interval([log10(r) for r in ratios])
+
+
+def _bounds(found: dict | None) -> list | None:
+    return found["interval"] if found else None
 
 
 def _from_interval(bounds, values, threshold: float, *, above: bool):
