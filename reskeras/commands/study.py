@@ -48,8 +48,12 @@ def add_parser(subparsers, name: str) -> None:
                         help="add K to every seed, the identity task's included: held-out "
                              "seeds, e.g. --seeds 3 --first-seed 100 runs seeds 100-102")
     parser.add_argument("--interventions", nargs="*", choices=INTERVENTIONS, metavar="NAME",
-                        help="interventions at the deepest depth: dirac, skipinit, lr0.1 "
-                             "(default: all; give none for the twins only)")
+                        help="interventions at the deepest depth: " + ", ".join(INTERVENTIONS)
+                        + " (default: the preset's; give none for the twins only)")
+    parser.add_argument("--sweep-depths", nargs="*", choices=INTERVENTIONS, metavar="NAME",
+                        help="interventions that also run at every shallower depth (default: "
+                             "the preset's among --interventions; full: dirac, diracperm, "
+                             "deltaorth)")
     parser.add_argument("--recipe", choices=("adam", "paper"),
                         help="adam: Adam at 1e-3, constant (quick's); paper: SGD with momentum "
                              "0.9, weight decay 1e-4, rate /10 at 50%% and 75%% of each budget. "
@@ -97,6 +101,8 @@ def run_study(args: argparse.Namespace) -> int:
                  "batch_norm": (True,) if args.no_bn_cells else None,
                  "interventions": None if args.interventions is None
                  else tuple(dict.fromkeys(args.interventions)),
+                 "sweep_depths": None if args.sweep_depths is None
+                 else tuple(dict.fromkeys(args.sweep_depths)),
                  "analyses": tuple(a for a in ANALYSES if a not in args.skip)}
     if args.first_seed:
         overrides.update(_shifted_seeds(PRESETS[args.preset], args.seeds, args.first_seed))

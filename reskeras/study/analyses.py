@@ -36,7 +36,7 @@ import time
 import numpy as np
 
 from reskeras import rundir
-from reskeras.study.cells import group_cells, is_twin
+from reskeras.study.cells import CONDITIONING, group_cells, is_twin
 from reskeras.study.judgment.verdict import verdict
 
 LANDSCAPE_EXAMPLES = 256
@@ -46,7 +46,10 @@ MEASURE_IMAGES = 256  # test images for the distance from the identity
 SHARPNESS_EXAMPLES = 128  # training examples the Hessian's loss averages over
 SHARPNESS_ITERATIONS = 20
 SHARPNESS_TOLERANCE = 0.01  # 1%: the comparisons are between orders of magnitude
-SHARPNESS_VARIANTS = {(False, "he"), (True, "he"), (False, "dirac")}  # (residual, variant), BN
+# (residual, variant) of the deepest BN cells whose Hessian is measured: the twins and the
+# plain net's isometric starts (the symptoms an intervention must remove, issue 27)
+SHARPNESS_VARIANTS = {(False, "he"), (True, "he"), (False, "dirac"), (False, "diracperm"),
+                      (False, "deltaorth")}
 
 NOTES = [
     "Training error is measured on the training split without augmentation, after the last "
@@ -64,17 +67,22 @@ NOTES = [
     "With few seeds and a small dataset, differences of a few points are within the noise "
     "of a single run.",
     "Lesion, shattering and loss-landscape numbers are measured on the deepest BN twins "
-    "(lesion, landscape) and on every BN depth (shattering) of the first seed only; the "
-    "Hessian on the first `sharpness_seeds` seeds of the deepest BN twins and the "
-    "identity-initialized plain net.",
-    "The interventions (identity init, SkipInit, a 10x smaller learning rate) run at the "
-    "deepest depth only, with the same step budget as the twins; an intervention that "
-    "fails here might work with its own tuned recipe (DiracNets and SkipInit papers tune "
-    "theirs).",
-    "A flag or an intervention's hypothesis is yes/no (supported/refuted) only when the "
-    "95% interval over seeds lies wholly on one side of its threshold; otherwise it reads "
-    "'inconclusive'. The remaining hypotheses (identity task, ensemble, shattering, "
-    "landscape) are still decided from per-seed agreement or the first seed.",
+    "(lesion, landscape; the lesions also on the identity-initialized plain net, a plain net "
+    "that trained) and on every BN depth (shattering, plus the deepest plain net's isometric "
+    "starts) of the first seed only; the Hessian on the first `sharpness_seeds` seeds of the "
+    "deepest BN twins and the plain net's isometric starts.",
+    "The interventions (identity init and its isometric controls, SkipInit, Fixup, the "
+    "learning rates) run at the deepest depth (in `full` and `paper` the inits at every "
+    "depth, and the whole learning-rate sweep; `quick` runs 0.1x only, so it cannot refute "
+    "`learning_rate`), with the same step budget as the twins; an intervention that fails "
+    "here might work with its own tuned recipe (DiracNets and SkipInit papers tune theirs).",
+    "Layer responses are read from the last logged record of training (BatchNorm's moving "
+    "statistics, every `activations_every` steps), not after precise statistics; after BN "
+    "their std mostly reads |gamma|, which Adam moves little in these budgets.",
+    "A flag or a hypothesis is yes/no (supported/refuted) only when the 95% interval over "
+    "seeds lies wholly on one side of its threshold and none of its measured inputs is "
+    "missing; otherwise it reads 'inconclusive', with why. The identity task is decided from "
+    "per-seed agreement, ensemble and shattering from the first seed.",
 ]
 
 
@@ -127,24 +135,34 @@ def trained_model(config, cell: dict):
         rundir.path(rundir.path(config.out, cell["run_dir"]), rundir.MODEL), compile=False)
 
 
+def _identity_plain(results: dict, twins: dict) -> dict | None:
+    """The identity-initialized plain BN cell of the twins' depth and seed, when it finished:
+    a plain net that trained, for the ensemble test to compare with."""
+    plain = twins["plain"]
+    return next((c for c in results["cells"]
+                 if c.get("variant") == "dirac" and not c["residual"] and c["batch_norm"]
+                 and c["depth"] == plain["depth"] and c["seed"] == plain["seed"]
+                 and c["status"] == "finished"), None)
+
+
 def lesions(config, results: dict, data) -> dict | None:
+    """Lesions of the deepest BN twins of the first seed and of the identity-initialized
+    plain net of the same depth and seed (``"plain_identity"``), when it ran."""
     from reskeras.study.measures.lesion import lesion_study
     twins = _twins(results)
     if not twins:
         return None
+    identity = _identity_plain(results, twins)
+    if identity is not None:
+        twins = {**twins, "plain_identity": identity}
     images, labels = split_arrays(data, "test", 10**9)
     return {kind: {"cell": cell["name"],
                    **lesion_study(trained_model(config, cell), images, labels)}
             for kind, cell in twins.items()}
 
 
-def shattering(config, results: dict, data) -> list[dict] | None:
+def _shattering_rows(config, cells: list[dict], data) -> list[dict]:
     from reskeras.study.measures.shattering import shattering_study
-    seed = min(c["seed"] for c in results["cells"])
-    cells = [c for c in results["cells"] if c["batch_norm"] and c["seed"] == seed
-             and c["status"] == "finished" and is_twin(c)]
-    if not cells:
-        return None
     images, _ = split_arrays(data, "test", SHATTERING_IMAGES)
     calibration, _ = split_arrays(data, "train", 256)
     rows = []
@@ -155,8 +173,28 @@ def shattering(config, results: dict, data) -> list[dict] | None:
             rows.append({"cell": cell["name"], "residual": cell["residual"],
                          "depth": cell["depth"], "when": when,
                          "neighbour_correlation": row["neighbour_correlation"],
-                         "decorrelation_length": row["decorrelation_length"]})
+                         "decorrelation_length": row["decorrelation_length"],
+                         "variant": cell.get("variant", "he")})
     return rows
+
+
+def shattering(config, results: dict, data) -> list[dict] | None:
+    """Shattering of every BN twin of the first seed, at initialization and trained."""
+    seed = min(c["seed"] for c in results["cells"])
+    cells = [c for c in results["cells"] if c["batch_norm"] and c["seed"] == seed
+             and c["status"] == "finished" and is_twin(c)]
+    return _shattering_rows(config, cells, data) if cells else None
+
+
+def shattering_controls(config, results: dict, data) -> list[dict] | None:
+    """Shattering of the deepest plain BN net's isometric starts (identity, permuted
+    identity, delta-orthogonal) of the first seed: does the start that trains remove it?"""
+    seed = min(c["seed"] for c in results["cells"])
+    deepest = max(c["depth"] for c in results["cells"])
+    cells = [c for c in results["cells"] if c["batch_norm"] and c["seed"] == seed
+             and c["status"] == "finished" and c["depth"] == deepest and not c["residual"]
+             and c.get("variant", "he") in CONDITIONING]
+    return _shattering_rows(config, cells, data) if cells else None
 
 
 def landscape(config, results: dict, data) -> dict | None:
@@ -193,11 +231,19 @@ def _identity(initial, final, images) -> list[dict]:
             for row in distance_from_identity(final, images)]
 
 
-def _sharpness(model, images, labels) -> float | None:
-    from reskeras.study.measures.sharpness import top_hessian_eigenvalue
-    value = top_hessian_eigenvalue(model, images, labels, iterations=SHARPNESS_ITERATIONS,
-                                   tolerance=SHARPNESS_TOLERANCE)
-    return value["eigenvalue"] if np.isfinite(value["eigenvalue"]) else None
+def _sharpness(model, images, labels, when: str) -> dict:
+    """``{when: raw top eigenvalue, when_converged, when_invariant, when_invariant_converged}``
+    (an eigenvalue that is not finite is ``None``)."""
+    from reskeras.study.measures.sharpness import (scale_invariant_sharpness,
+                                                   top_hessian_eigenvalue)
+    found = {}
+    for key, measure in ((when, top_hessian_eigenvalue),
+                         (f"{when}_invariant", scale_invariant_sharpness)):
+        value = measure(model, images, labels, iterations=SHARPNESS_ITERATIONS,
+                        tolerance=SHARPNESS_TOLERANCE)
+        found[key] = value["eigenvalue"] if np.isfinite(value["eigenvalue"]) else None
+        found[f"{key}_converged"] = bool(value["converged"])
+    return found
 
 
 def sharpness_cells(config, cells: list[dict]) -> set[str]:
@@ -227,10 +273,17 @@ def cell_measures(config, results: dict, data) -> None:
             measures["identity"] = _identity(initial, final, measure_images)
         if cell["name"] in hessian:
             measures["sharpness"] = {
-                "init": _sharpness(initial, train_images, train_labels),
-                "final": _sharpness(final, train_images, train_labels)}
+                **_sharpness(initial, train_images, train_labels, "init"),
+                **_sharpness(final, train_images, train_labels, "final")}
         if any(value is not None for value in measures.values()):
             cell["measures"] = measures
+
+
+def _start_distances(cell: dict) -> list[dict] | None:
+    """A cell's distances from the identity at initialization only (``final`` left out)."""
+    rows = (cell.get("measures") or {}).get("identity")
+    return [{"block": r["block"], "init": r["init"], "final": None} for r in rows] \
+        if rows else None
 
 
 def identity_task_study(config) -> dict | None:
@@ -265,6 +318,9 @@ def analyse(config, results: dict, data, log=print, timings: dict | None = None)
                            ("landscape", landscape)):
         results[name] = timed(name, function, config, results, data) \
             if name in config.analyses else None
+    results["shattering_controls"] = timed(
+        "shattering of the controls", shattering_controls, config, results, data) \
+        if "shattering" in config.analyses else None
     if {"distances", "sharpness"} & set(config.analyses):
         timed("distances and sharpness", cell_measures, config, results, data)
     results["identity_task"] = timed("identity task", identity_task_study, config) \
@@ -276,7 +332,12 @@ def analyse(config, results: dict, data, log=print, timings: dict | None = None)
         from reskeras.study.judgment.recipes import decisions, differences
 
         verdicts = {results["recipe"]: results["verdict"]}
+        starts = {c["name"]: _start_distances(c) for c in results["cells"]}
         for recipe, part in compared.items():
+            for cell in part["cells"]:  # the same init and seed under every recipe
+                if not cell.get("measures") and starts.get(cell["name"]):
+                    cell["measures"] = {"travelled": None, "sharpness": None,
+                                        "identity": starts[cell["name"]]}
             # the analyses that reload nets ran on the first recipe only
             part["verdict"] = verdicts[recipe] = verdict({
                 **results, "cells": part["cells"], "recipe": recipe, "lesion": None,

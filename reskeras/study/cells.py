@@ -7,10 +7,16 @@ changed to test an explanation:
 - ``"he"``: the twins as the paper trains them (He-normal init, the recipe's rate);
 - ``"dirac"``: every conv starts as the identity plus 0.1 x He noise
   (DiracNets, Zagoruyko & Komodakis 2017), for plain nets;
+- ``"diracperm"``: the same with each conv's output channels permuted by one random
+  cycle: orthogonal like the identity, but far from it (a control for ``"dirac"``);
+- ``"deltaorth"``: delta-orthogonal init (Xiao et al. 2018): a random orthogonal
+  centre tap, sqrt(2) gain: dynamical isometry without the identity, for plain nets;
 - ``"skipinit"``: every residual branch is scaled by a learnable scalar that
   starts at 0 (SkipInit, De & Smith 2020), for residual nets without BN;
-- ``"lr0.1"``: the recipe's learning rate divided by 10 (a conditioning test),
-  for plain nets.
+- ``"fixup"``: Fixup (Zhang et al. 2019): scalar biases, a zero last conv per branch,
+  the inner convs scaled by L^(-1/(2m-2)), for residual nets without BN;
+- ``"lr0.1"``, ``"lr0.3"``, ``"lr3"``, ``"lr10"``: the recipe's learning rate times 0.1,
+  0.3, 3 or 10 (a sweep spanning 100x; a conditioning test), for plain BN nets.
 
 :func:`group_cells` pools the seeds of one configuration into mean and spread;
 the verdict and the report both read those groups.
@@ -35,14 +41,34 @@ import numpy as np
 VARIANTS = {
     "he": ("as in the paper", {}),
     "dirac": ("identity init", {"init": "dirac"}),
+    "diracperm": ("permuted identity init", {"init": "dirac_permuted"}),
+    "deltaorth": ("delta-orthogonal init", {"init": "delta_orthogonal"}),
     "skipinit": ("SkipInit (branch scale 0)", {"branch_scale": 0.0}),
+    "fixup": ("Fixup", {"init": "fixup"}),
     "lr0.1": ("0.1x learning rate", {"lr_factor": 0.1}),
+    "lr0.3": ("0.3x learning rate", {"lr_factor": 0.3}),
+    "lr3": ("3x learning rate", {"lr_factor": 3.0}),
+    "lr10": ("10x learning rate", {"lr_factor": 10.0}),
 }
-INTERVENTIONS = ("dirac", "skipinit", "lr0.1")
+INTERVENTIONS = tuple(v for v in VARIANTS if v != "he")
+# the learning-rate sweep (``learning_rate`` is refuted only by the whole of it)
+LR_SWEEP = ("lr0.1", "lr0.3", "lr3", "lr10")
+# the inits that start the plain net isometric: near the identity, or far from it
+CONDITIONING = ("dirac", "diracperm", "deltaorth")
+_PLAIN = ((False, True), (False, False))
 # which twins each intervention is applied to: (residual, batch_norm) pairs
-INTERVENTION_TWINS = {"dirac": ((False, True), (False, False)),
-                      "skipinit": ((True, False),),
-                      "lr0.1": ((False, True),)}
+INTERVENTION_TWINS = {"dirac": _PLAIN, "diracperm": _PLAIN, "deltaorth": _PLAIN,
+                      "skipinit": ((True, False),), "fixup": ((True, False),),
+                      **{rate: ((False, True),) for rate in LR_SWEEP}}
+
+
+def lr_factor(variant: str) -> float | None:
+    """The factor a learning-rate variant scales the recipe's rate by (``None`` for others).
+
+    >>> lr_factor("lr0.3"), lr_factor("dirac")
+    (0.3, None)
+    """
+    return VARIANTS[variant][1].get("lr_factor")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,5 +164,5 @@ def group_cells(cells: list[dict]) -> list[dict]:
              "final_test_error": _stats(row["_test"])} for row in groups.values()]
 
 
-__all__ = ["Cell", "INTERVENTIONS", "INTERVENTION_TWINS", "VARIANTS", "cell_of", "deepest_depth",
-           "group_cells", "is_twin"]
+__all__ = ["CONDITIONING", "Cell", "INTERVENTIONS", "INTERVENTION_TWINS", "LR_SWEEP", "VARIANTS",
+           "cell_of", "deepest_depth", "group_cells", "is_twin", "lr_factor"]

@@ -17,7 +17,7 @@ Example:
 
 >>> criteria()["degradation_points"], criteria()["vanishing_ratio"]
 (2.0, 0.01)
->>> [c.key for c in TABLE if c.changed]  # changed after the rules were first fixed
+>>> [c.key for c in TABLE if c.changed][:5]  # changed after the rules were first fixed
 ['train_error', 'converged_points', 'failed_to_start', 'confidence', 'bootstrap_seeds']
 """
 
@@ -70,36 +70,45 @@ TABLE: tuple[Criterion, ...] = (
               "than this many percentage points",
               f"{_JUDGMENT}.verdict"),
     Criterion("vanishing_ratio", 0.01,
-              "vanishing gradients: the first/last conv gradient-norm ratio (median over "
-              "training) is below this",
-              "reskeras.study.measures.gradient_flow"),
+              "vanishing gradients: the first/last conv ratio of relative gradient norms "
+              "||g||/||w|| (median over training) is below this (the interval over seeds of "
+              "its log10, per family; the raw-norm ratio is reported beside)",
+              "reskeras.study.measures.gradient_flow", "2026-12-07"),
     Criterion("exploding_ratio", 100.0,
-              "exploding gradients at initialization: that ratio at step 0 is above this",
-              "reskeras.study.measures.gradient_flow"),
+              "exploding gradients at initialization: that relative ratio at step 0 is above "
+              "this",
+              "reskeras.study.measures.gradient_flow", "2026-12-07"),
     Criterion("gap_closed", 0.5,
-              "an intervention supports its hypothesis when it closes at least this fraction "
-              "of the training-error gap to its reference net",
-              f"{_JUDGMENT}.hypotheses"),
+              "an intervention supports its hypothesis when the interval over seeds of the "
+              "fraction of the training-error gap to its reference net it closes lies wholly "
+              "above this (wholly below: refuted); any seed that ran but cannot decide leaves "
+              "it inconclusive",
+              f"{_JUDGMENT}.interventions", "2026-12-07"),
     Criterion("min_gap_points", 2.0,
               "a gap below this many percentage points leaves an intervention undecided "
               "(nothing to close)",
-              f"{_JUDGMENT}.hypotheses"),
+              f"{_JUDGMENT}.interventions"),
     Criterion("identity_factor", 2.0,
               "identity task: residual stacks must keep their input this many times as deep "
-              "as plain ones",
-              f"{_JUDGMENT}.hypotheses"),
+              "as plain ones; a seed where both stacks fail at the deepest depth is undecided, "
+              "and the task is inconclusive while its shallowest stacks have not converged",
+              f"{_JUDGMENT}.identity_task", "2026-12-07"),
     Criterion("identity_learned", 0.2,
               "identity task: a stack keeps its input while its relative reconstruction "
               "error is below this",
-              f"{_JUDGMENT}.hypotheses"),
+              f"{_JUDGMENT}.identity_task", "2026-12-07"),
     Criterion("identity_premise", 0.5,
               "an identity-initialized net must start with median block distance from the "
-              "identity below this",
-              f"{_JUDGMENT}.hypotheses"),
+              "identity below this; a control meant to start far from it (permuted identity, "
+              "delta-orthogonal) must start at least this far; an unmeasured start decides "
+              "nothing",
+              f"{_JUDGMENT}.interventions", "2026-12-07"),
     Criterion("ensemble_damage", 0.1,
               "ensemble: the residual net's median lesion damage (fraction of the way to "
-              "chance) must be below this, and below half the plain net's",
-              f"{_JUDGMENT}.hypotheses"),
+              "chance) must be below this, and below half that of a plain net of its depth "
+              "that trained (the identity-initialized one); inconclusive when either is not "
+              "measurable",
+              f"{_JUDGMENT}.hypotheses", "2026-12-07"),
     Criterion("min_headroom", 0.1,
               "a net within this of chance has no lesion damage to measure",
               f"{_JUDGMENT}.hypotheses"),
@@ -107,6 +116,43 @@ TABLE: tuple[Criterion, ...] = (
               "shattering: the plain net's neighbour gradient correlation at initialization "
               "must be at least this far below the residual twin's",
               f"{_JUDGMENT}.hypotheses"),
+    Criterion("reference_trained", 0.1,
+              "an intervention's reference net (the twin whose error it should reach) trained "
+              "when every seed converged, none failed to start and its mean training error is "
+              "below this; otherwise the fraction of the gap closed is not measured against a "
+              "ceiling and the hypothesis is inconclusive",
+              f"{_JUDGMENT}.interventions", "2026-12-07"),
+    Criterion("symptom_removed", 0.5,
+              "a symptom of the deep plain net at initialization (gradient growth, sharpness, "
+              "shattering) is removed by an intervention when the intervention's value moved "
+              "at least this fraction of the way from the plain twin's to the residual twin's "
+              "(log10 scale for ratios and eigenvalues); a symptom counts as a cause only if "
+              "the intervention that makes the net train removes it",
+              f"{_JUDGMENT}.symptoms"),
+    Criterion("lr_sweep_rates", 4,
+              "learning_rate is refuted only by a sweep of at least this many rates (the "
+              "recipe's excluded) of which none closes the gap; fewer rates give at most "
+              "supported or inconclusive",
+              f"{_JUDGMENT}.rivals", "2026-12-07"),
+    Criterion("lr_sweep_span", 100.0,
+              "... and spanning at least this factor between the smallest and largest rate",
+              f"{_JUDGMENT}.rivals", "2026-12-07"),
+    Criterion("sharpness_margin", 2.0,
+              "landscape: supported when the 95% interval over seeds of log10(plain / residual "
+              "scale-invariant sharpness after training) lies wholly above log10 of this, "
+              "refuted when wholly at or below 0; inconclusive while a seed has no value (its "
+              "power iteration did not converge, or a twin was not measured)",
+              f"{_JUDGMENT}.landscape", "2026-12-07"),
+    Criterion("response_margin", 1.5,
+              "small_responses: supported when the 95% interval over seeds of log10(plain "
+              "layer response std / residual branch response std) lies wholly above log10 of "
+              "this, refuted when wholly below 0",
+              f"{_JUDGMENT}.responses"),
+    Criterion("identity_converged", 0.01,
+              "identity task: a stack has converged when its relative reconstruction error "
+              "moved by less than this over the last doubling of its steps; the task doubles "
+              "its steps until the shallowest stacks of both kinds converged (or a cap)",
+              "reskeras.study.measures.identity_task", "2026-12-07"),
 )
 _VALUES = {c.key: c.value for c in TABLE}
 
@@ -126,6 +172,13 @@ IDENTITY_PREMISE = _VALUES["identity_premise"]
 ENSEMBLE_DAMAGE = _VALUES["ensemble_damage"]
 MIN_HEADROOM = _VALUES["min_headroom"]
 SHATTERING_GAP = _VALUES["shattering_gap"]
+REFERENCE_TRAINED = _VALUES["reference_trained"]
+SYMPTOM_REMOVED = _VALUES["symptom_removed"]
+LR_SWEEP_RATES = _VALUES["lr_sweep_rates"]
+LR_SWEEP_SPAN = _VALUES["lr_sweep_span"]
+SHARPNESS_MARGIN = _VALUES["sharpness_margin"]
+RESPONSE_MARGIN = _VALUES["response_margin"]
+IDENTITY_CONVERGED = _VALUES["identity_converged"]
 
 
 def criteria() -> dict:
@@ -143,6 +196,8 @@ def markdown_table() -> str:
 
 __all__ = ["BOOTSTRAP_SEEDS", "CONFIDENCE", "CONVERGED_POINTS", "Criterion",
            "DEGRADATION_POINTS", "ENSEMBLE_DAMAGE", "EXPLODING_RATIO", "FAILED_TO_START",
-           "GAP_CLOSED", "IDENTITY_FACTOR", "IDENTITY_LEARNED", "IDENTITY_PREMISE",
-           "MIN_GAP_POINTS", "MIN_HEADROOM", "SHATTERING_GAP", "TABLE", "TRAIN_ERROR",
-           "VANISHING_RATIO", "criteria", "markdown_table"]
+           "GAP_CLOSED", "IDENTITY_CONVERGED", "IDENTITY_FACTOR", "IDENTITY_LEARNED",
+           "IDENTITY_PREMISE", "LR_SWEEP_RATES", "LR_SWEEP_SPAN", "MIN_GAP_POINTS",
+           "MIN_HEADROOM", "REFERENCE_TRAINED", "RESPONSE_MARGIN", "SHARPNESS_MARGIN",
+           "SHATTERING_GAP", "SYMPTOM_REMOVED", "TABLE", "TRAIN_ERROR", "VANISHING_RATIO",
+           "criteria", "markdown_table"]

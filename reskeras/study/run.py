@@ -12,19 +12,23 @@ or reaches the cap (:func:`reskeras.study.training.converge_cell`,
 one run extended when the learning rate does not depend on the budget, one run per
 budget otherwise.
 
-Presets (every preset runs the same interventions at its deepest depth: identity init
-for the plain twins, SkipInit for the no-BN residual twin, a 10x smaller learning rate
-for the plain BN twin; see ``reskeras.study.cells``):
+Presets (see ``reskeras.study.cells`` for the interventions; every one runs at the
+deepest depth: the identity init and its two isometric controls (permuted identity,
+delta-orthogonal) on the plain twins, SkipInit and Fixup on the no-BN residual twin, the
+learning-rate variants on the plain BN twin):
 
 - ``quick`` (default): the embedded digits data, depths 8/20/56, BN and no BN, Adam,
   from 8 epochs (88 steps) to convergence or 1,408 steps; 3 seeds of every cell, the
-  interventions included, 1 of the identity task (depths 1-16).
+  interventions included (of the learning-rate sweep only 0.1x), 1 of the identity task
+  (depths 1-16).
 - ``full``: the same data, depths 8/20/32/44/56, 5 seeds of every cell, the cap at
-  2,816 steps, the identity task to depth 32 on 3 seeds, and the whole grid under both
-  Adam and the paper's SGD recipe (``compare_recipes``).
+  2,816 steps, the identity task to depth 32 on 3 seeds, the whole learning-rate sweep
+  (0.1x to 10x), the identity and conditioning inits at every depth (``sweep_depths``),
+  and the whole grid under both Adam and the paper's SGD recipe (``compare_recipes``).
 - ``paper``: CIFAR-10 through TFDS, depths 20/32/44/56/110, BN and no BN, 3 seeds,
   the paper recipe from 4,000 steps to the paper's 64k iterations at batch 128, each
-  budget its own run: for a GPU or a TPU (``--strategy``).
+  budget its own run, the interventions as in ``full``: for a GPU or a TPU
+  (``--strategy``).
 """
 
 from __future__ import annotations
@@ -36,22 +40,25 @@ import time
 from reskeras import rundir
 from reskeras.preprocessing import check_int
 from reskeras.study.analyses import analyse
-from reskeras.study.cells import INTERVENTION_TWINS, INTERVENTIONS, Cell
+from reskeras.study.cells import CONDITIONING, INTERVENTION_TWINS, INTERVENTIONS, LR_SWEEP, Cell
 # the cell-level steps, also importable from here (benchmarks/study_time.py runs older trees)
 from reskeras.study.training import (base_steps, cell_dir, cell_results, cell_timing,
                                      converge_cell, train_cell)
 
+# quick: every intervention but the rest of the learning-rate sweep (issue 27: the new cells
+# count against the quick preset's time; the sweep and the depth sweep run in `full`)
+QUICK_INTERVENTIONS = tuple(v for v in INTERVENTIONS if v not in LR_SWEEP[1:])
 ANALYSES = ("lesion", "shattering", "landscape", "distances", "sharpness", "identity_task")
 _QUICK = {"dataset": "digits", "depths": (8, 20, 56), "batch_norm": (True, False),
-          "seeds": (0, 1, 2), "deep_seeds": (0, 1, 2), "interventions": INTERVENTIONS,
-          "intervention_seeds": (0, 1, 2),
+          "seeds": (0, 1, 2), "deep_seeds": (0, 1, 2), "interventions": QUICK_INTERVENTIONS,
+          "intervention_seeds": (0, 1, 2), "sweep_depths": (),
           # Adam, because the paper's SGD schedule (lr /10 at 50% and 75%) needs far more
           # steps: ResNet-56 ended at 62% training error with it after 176, 3% with Adam.
           # The base budget is 8 epochs (88 steps); every cell trains on, doubling, until
           # it converges or reaches 2 ** 4 x the base (1,408 steps; see convergence)
           "recipe": "adam", "epochs": 8, "steps": None, "max_doublings": 4,
           "compare_recipes": (), "batch_size": 128,
-          "grad_norms_every": 11, "activations_every": 44, "sharpness_seeds": 1,
+          "grad_norms_every": 11, "activations_every": 44, "sharpness_seeds": 3,
           # a checkpoint costs 0.3 s against 1.2 s for an 11-step epoch of plain-56: every
           # 8 epochs and at the last step (a killed study redoes at most 8 epochs of a cell)
           "checkpoint_every": 88,
@@ -62,11 +69,13 @@ PRESETS = {
     "full": {**_QUICK, "depths": (8, 20, 32, 44, 56), "seeds": (0, 1, 2, 3, 4),
              "deep_seeds": (0, 1, 2, 3, 4), "intervention_seeds": (0, 1, 2, 3, 4),
              "max_doublings": 5, "compare_recipes": ("paper",), "grad_norms_every": 16,
+             "interventions": INTERVENTIONS, "sweep_depths": CONDITIONING,
              "sharpness_seeds": 3,
              "identity_task": {"depths": (1, 2, 4, 8, 16, 32), "seeds": (0, 1, 2)}},
     "paper": {"dataset": "cifar10", "depths": (20, 32, 44, 56, 110),
               "batch_norm": (True, False), "seeds": (0, 1, 2), "deep_seeds": (0, 1, 2),
-              "interventions": INTERVENTIONS, "intervention_seeds": (0, 1, 2), "recipe": "paper",
+              "interventions": INTERVENTIONS, "intervention_seeds": (0, 1, 2),
+              "sweep_depths": CONDITIONING, "recipe": "paper",
               # every budget of the paper's schedule is a run of its own: 4k, 8k, ... 64k
               "epochs": None, "steps": 4000, "max_doublings": 4, "compare_recipes": (),
               "batch_size": 128, "grad_norms_every": 500,
@@ -88,6 +97,8 @@ class StudyConfig:
     deep_seeds: tuple[int, ...] | None = None  # None: ``seeds``
     interventions: tuple[str, ...] = INTERVENTIONS
     intervention_seeds: tuple[int, ...] = (0,)
+    # interventions that also run at every shallower depth (does it remove the depth trend?)
+    sweep_depths: tuple[str, ...] = ()
     recipe: str = "paper"
     # the base budget (epochs or steps); cells train on to base * 2 ** max_doublings
     epochs: int | None = 16
@@ -118,6 +129,7 @@ class StudyConfig:
         self.interventions = tuple(self.interventions)
         self.compare_recipes = tuple(self.compare_recipes)
         self.intervention_seeds = tuple(self.intervention_seeds)
+        self.sweep_depths = tuple(self.sweep_depths)
 
     @classmethod
     def from_preset(cls, preset: str, out: str, **overrides) -> "StudyConfig":
@@ -130,6 +142,10 @@ class StudyConfig:
         for key in ("deep_seeds", "intervention_seeds"):  # --seeds N: N seeds of every cell
             if overrides.get("seeds") is not None and overrides.get(key) is None:
                 values[key] = overrides["seeds"]
+        if overrides.get("interventions") is not None and overrides.get("sweep_depths") is None:
+            # the preset's depth sweep, of the interventions asked for
+            values["sweep_depths"] = tuple(v for v in values["sweep_depths"]
+                                           if v in values["interventions"])
         values["identity_task"] = dict(values["identity_task"])
         config = cls(out=out, preset=preset, **values)
         config.validate()
@@ -179,14 +195,20 @@ class StudyConfig:
             raise ValueError(f"`interventions` must be distinct, among "
                              f"{', '.join(map(repr, INTERVENTIONS))}. "
                              f"Received: interventions={list(self.interventions)}")
+        outside = sorted(set(self.sweep_depths) - set(self.interventions))
+        if outside or len(set(self.sweep_depths)) != len(self.sweep_depths):
+            raise ValueError(f"`sweep_depths` must be distinct interventions the study runs "
+                             f"({', '.join(map(repr, self.interventions)) or 'none'}). "
+                             f"Received: sweep_depths={list(self.sweep_depths)}")
 
 
 def grid(config: StudyConfig) -> list[Cell]:
     """The cells, shallow first, so partial studies have complete small depths.
 
     The deepest depth's BatchNorm twins run ``deep_seeds``, the other twins
-    ``seeds``; the intervention cells (deepest depth only) ``intervention_seeds``,
-    after the twins of their BN setting.
+    ``seeds``; the intervention cells ``intervention_seeds``, after the twins of their
+    BN setting: every intervention at the deepest depth, those in ``sweep_depths`` at
+    every depth.
     """
     deepest = max(config.depths)
     cells = []
@@ -195,11 +217,12 @@ def grid(config: StudyConfig) -> list[Cell]:
             seeds = config.deep_seeds if depth == deepest and bn else config.seeds
             cells += [Cell(residual, depth, bn, seed) for seed in seeds
                       for residual in (False, True)]
-            if depth == deepest:
-                cells += [Cell(residual, depth, bn, seed, variant)
-                          for seed in config.intervention_seeds
-                          for variant in config.interventions
-                          for residual, twin_bn in INTERVENTION_TWINS[variant] if twin_bn == bn]
+            variants = config.interventions if depth == deepest else \
+                [v for v in config.interventions if v in config.sweep_depths]
+            cells += [Cell(residual, depth, bn, seed, variant)
+                      for seed in config.intervention_seeds
+                      for variant in variants
+                      for residual, twin_bn in INTERVENTION_TWINS[variant] if twin_bn == bn]
     return cells
 
 
@@ -288,6 +311,7 @@ def run_study(config: StudyConfig, *, log=print, verbose: int = 0) -> dict:
                "seeds": list(config.seeds), "deep_seeds": list(config.deep_seeds),
                "interventions": list(config.interventions),
                "intervention_seeds": list(config.intervention_seeds),
+               "sweep_depths": list(config.sweep_depths),
                "study_dir": config.out, "cells": []}
     results["cells"] = [entries[config.recipe, cell] for cell in cells]
     results["base_steps"], results["max_doublings"] = base_steps(config, data), \
@@ -306,6 +330,6 @@ def run_study(config: StudyConfig, *, log=print, verbose: int = 0) -> dict:
     return results
 
 
-__all__ = ["ANALYSES", "PRESETS", "StudyConfig", "base_steps", "cell_dir", "cell_results",
+__all__ = ["ANALYSES", "PRESETS", "QUICK_INTERVENTIONS", "StudyConfig", "base_steps", "cell_dir", "cell_results",
            "cell_timing", "check_study_dir", "converge_cell", "grid", "run_study", "train_cell",
            "training_order"]

@@ -22,6 +22,7 @@ from reskeras.study.analyses import trained_model
 from reskeras.study.cells import Cell
 from reskeras.study.criteria import TRAIN_ERROR
 from reskeras.study.measures.gradient_flow import gradient_summary
+from reskeras.study.measures.responses import response_summary
 from reskeras.study.measures.training_error import Predictors, model_errors
 
 
@@ -200,7 +201,7 @@ def cell_results(config, cell: Cell, status: str, data, trained=None, *,
              "curve": [{"step": r["step"], "train_error": 1.0 - r["accuracy"], "loss": r["loss"],
                         "test_error": 1.0 - r["val_accuracy"]} for r in metrics],
              "gradient": gradient_summary(records), "measures": None, "errors": None,
-             "precise_bn": None}
+             "precise_bn": None, "responses": None}
     if status == "finished":
         drawn = rundir.read_config(out)["training"]["precise_bn"]
         if trained is not None:
@@ -223,6 +224,8 @@ def cell_results(config, cell: Cell, status: str, data, trained=None, *,
         entry["final_train_error"] = errors["train"][TRAIN_ERROR]
         entry["final_test_error"] = errors["test"][TRAIN_ERROR]
         entry["final_loss"] = metrics[-1]["loss"] if metrics else None
+        # He et al. 2015, Fig. 7: the block layers' response std at the last logged step
+        entry["responses"] = response_summary(out)
     return entry
 
 

@@ -14,7 +14,10 @@ MODULES = ("reskeras.study.criteria", "reskeras.study.cells",
            "reskeras.analysis.records", "reskeras.trace_cache", "reskeras.study.report.time_table",
            "reskeras.study.judgment.convergence", "reskeras.study.judgment.intervals",
            "reskeras.study.judgment.recipes", "reskeras.study.report.budget_figures",
-           "reskeras.recipes", "reskeras.rundir")
+           "reskeras.recipes", "reskeras.rundir", "reskeras.study.judgment.interventions",
+           "reskeras.study.judgment.rivals", "reskeras.study.judgment.symptoms",
+           "reskeras.study.judgment.landscape", "reskeras.study.judgment.identity_task", "reskeras.study.judgment.responses",
+           "reskeras.study.measures.responses")
 
 
 @pytest.mark.parametrize("name", MODULES)

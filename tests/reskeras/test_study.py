@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from reskeras.study.measures.gradient_flow import classify, conv_layers, gradient_summary
+from reskeras.study.cells import INTERVENTIONS
+from reskeras.study.judgment.recipes import TRAINING_HYPOTHESES
 from reskeras.study.run import Cell, StudyConfig, grid, run_study
 from reskeras.study.judgment.verdict import verdict
 from reskeras.cli import main
@@ -23,7 +25,9 @@ def records(first_to_last, steps=(0, 10, 20)):
         index = 0
         for i, name in enumerate(CONVS):
             norm = first_to_last ** (1 - i / (len(CONVS) - 1))
-            out.append({"step": step, "layer": name, "index": index, "grad_norm": norm})
+            # unit weight norms: the relative norm ||g||/||w|| equals the raw one
+            out.append({"step": step, "layer": name, "index": index, "grad_norm": norm,
+                        "ratio": norm})
             out.append({"step": step, "layer": name.replace("conv", "bn"), "index": index + 1,
                         "grad_norm": 5.0})
             index += 2
@@ -44,8 +48,15 @@ def test_constructed_records_read_as_vanishing_healthy_and_exploding():
     nan = records(1.0)
     for r in nan:
         if r["layer"] == "stem_conv":
-            r["grad_norm"] = None
+            r["ratio"] = None
     assert gradient_summary(nan)["state"] == "unknown"
+    # the labels read the relative norms ||g||/||w||: raw norms alone classify nothing
+    raw = records(1e-3)
+    for r in raw:
+        r.pop("ratio", None)
+    assert (gradient_summary(raw)["state"], gradient_summary(raw)["exploding_at_init"]) == \
+        ("unknown", None)
+    assert gradient_summary(raw)["first_last_ratio_median"] == pytest.approx(1e-3)
 
 
 
@@ -60,10 +71,12 @@ def test_relative_ratio_divides_each_norm_by_its_weight_norm():
     assert summary["first_last_ratio_median"] == pytest.approx(1e-3)
     assert summary["relative_first_last_ratio_median"] == pytest.approx(1e-1)
     assert summary["relative_first_last_ratio_init"] == pytest.approx(1e-1)
-    assert summary["state"] == "vanishing"  # the labels still read the raw ratio
+    # the labels read the relative ratio: 1e-3 raw is vanishing, 0.1 relative is not
+    assert (summary["state"], summary["exploding_at_init"]) == ("healthy", False)
     late = [r for r in constructed if r["step"] > 0]  # step 0 not logged: no init value
     assert gradient_summary(late)["relative_first_last_ratio_init"] is None
-    bare = gradient_summary(records(1e-3))
+    bare = gradient_summary([{k: v for k, v in r.items() if k != "ratio"}
+                             for r in records(1e-3)])
     assert (bare["relative_first_last_ratio_init"], bare["relative_first_last_ratio_median"]) \
         == (None, None)
 
@@ -167,25 +180,34 @@ def test_grid_and_presets():
     names = [c.name for c in grid(config)]
     assert names[:4] == ["plain8-bn-s0", "resnet8-bn-s0", "plain8-bn-s1", "resnet8-bn-s1"]
     # 3 seeds of every cell, the interventions (at depth 56) included
-    assert names[-12:] == [
-        "plain56-nobn-s0", "resnet56-nobn-s0", "plain56-nobn-s1", "resnet56-nobn-s1",
-        "plain56-nobn-s2", "resnet56-nobn-s2", "plain56-nobn-dirac-s0",
-        "resnet56-nobn-skipinit-s0", "plain56-nobn-dirac-s1", "resnet56-nobn-skipinit-s1",
-        "plain56-nobn-dirac-s2", "resnet56-nobn-skipinit-s2"]
-    assert len(names) == 3 * 4 * 3 + 4 * 3 == len(set(names))
+    assert names[-10:] == [
+        "plain56-nobn-dirac-s1", "plain56-nobn-diracperm-s1", "plain56-nobn-deltaorth-s1",
+        "resnet56-nobn-skipinit-s1", "resnet56-nobn-fixup-s1",
+        "plain56-nobn-dirac-s2", "plain56-nobn-diracperm-s2", "plain56-nobn-deltaorth-s2",
+        "resnet56-nobn-skipinit-s2", "resnet56-nobn-fixup-s2"]
+    # BN at depth 56: the identity init, its two isometric controls and 0.1x the rate;
+    # no BN: the three inits, SkipInit and Fixup (the rest of the rate sweep: full only)
+    assert len(names) == 3 * 4 * 3 + (4 + 5) * 3 == len(set(names))
+    assert {c.variant for c in grid(config)} == {"he", "dirac", "diracperm", "deltaorth",
+                                                 "skipinit", "fixup", "lr0.1"}
     # the base budget of 8 epochs (88 steps), doubled up to 4 times: the cap is 1,408 steps
     assert (config.recipe, config.epochs, config.max_doublings, config.compare_recipes) == \
         ("adam", 8, 4, ())
     full = StudyConfig.from_preset("full", "z")
+    # full: the whole rate sweep at depth 56, the three inits at every depth
     assert (full.dataset, full.depths, full.seeds, full.deep_seeds, full.intervention_seeds,
             len(grid(full))) == ("digits", (8, 20, 32, 44, 56), (0, 1, 2, 3, 4),
-                                 (0, 1, 2, 3, 4), (0, 1, 2, 3, 4), 5 * 4 * 5 + 4 * 5)
+                                 (0, 1, 2, 3, 4), (0, 1, 2, 3, 4),
+                                 5 * 4 * 5 + (7 + 5) * 5 + 4 * 3 * 2 * 5)
+    assert {c.depth for c in grid(full) if c.variant == "deltaorth"} == set(full.depths)
+    assert {c.depth for c in grid(full) if c.variant in ("lr3", "fixup")} == {56}
     assert (full.recipe, full.compare_recipes, full.max_doublings) == ("adam", ("paper",), 5)
     paper = StudyConfig.from_preset("paper", "y")
     assert (paper.dataset, paper.depths, paper.steps, paper.max_doublings, len(grid(paper))) == \
-        ("cifar10", (20, 32, 44, 56, 110), 4000, 4, 5 * 4 * 3 + 4 * 3)
+        ("cifar10", (20, 32, 44, 56, 110), 4000, 4,
+         5 * 4 * 3 + 12 * 3 + 4 * 3 * 2 * 3)
     assert paper.steps * 2 ** paper.max_doublings == 64000  # the paper's budget is the cap
-    assert {c.variant for c in grid(paper)} == {"he", "dirac", "skipinit", "lr0.1"}
+    assert {c.variant for c in grid(paper)} == {"he", *INTERVENTIONS}
     # --seeds N: N seeds of every cell; no interventions: the twins only
     two = StudyConfig.from_preset("quick", "w", seeds=(0, 1), interventions=())
     assert len(grid(two)) == 3 * 4 * 2
@@ -209,6 +231,11 @@ def test_intervention_cells_train_with_their_change(monkeypatch):
     skip = seen["resnet8-nobn-skipinit-s0"]
     assert (skip.branch_scale, skip.plain, skip.batch_norm) == (0.0, False, False)
     assert seen["plain8-bn-lr0.1-s0"].lr == pytest.approx(1e-4)  # Adam's 1e-3 / 10
+    assert [seen[f"plain8-{bn}-{v}-s1"].init for bn in ("bn", "nobn")
+            for v in ("diracperm", "deltaorth")] == ["dirac_permuted", "delta_orthogonal"] * 2
+    fixup = seen["resnet8-nobn-fixup-s2"]
+    assert (fixup.init, fixup.plain, fixup.batch_norm, fixup.branch_scale) == \
+        ("fixup", False, False, None)
     assert all(seen[name].lr is None and seen[name].init is None
                for name in ("plain8-bn-s0", "resnet8-bn-s2"))
 
@@ -218,7 +245,12 @@ def test_intervention_cells_train_with_their_change(monkeypatch):
     ({"seeds": (-1,)}, r"`seeds` must be non-negative integers. Received: seeds=\[-1\]"),
     ({"depths": (8, 8)}, r"`depths` must be distinct"),
     ({"interventions": ("dirac", "nope")}, r"`interventions` must be distinct, among 'dirac', "
-                                          r"'skipinit', 'lr0.1'. Received: interventions="),
+                                          r"'diracperm', 'deltaorth', 'skipinit', 'fixup', "
+                                          r"'lr0.1', 'lr0.3', 'lr3', 'lr10'. Received: "
+                                          r"interventions="),
+    ({"interventions": ("dirac",), "sweep_depths": ("fixup",)},
+     r"^`sweep_depths` must be distinct interventions the study runs \('dirac'\). Received: "
+     r"sweep_depths=\['fixup'\]$"),
     ({"deep_seeds": (0, -2)}, r"`deep_seeds` must be non-negative integers"),
     ({"analyses": ("lesion", "hessian")}, r"`analyses` must be among 'lesion'"),
     ({"sharpness_seeds": 0}, r"`sharpness_seeds`"),
@@ -323,12 +355,13 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
     assert set(saved) >= {"degradation", "vanishing_gradients", "exploding_at_init", "answer",
                           "hypotheses", "hypothesis_seeds"}
     assert saved["answer"] and saved == json.loads(json.dumps(results["verdict"]))
-    assert [h["id"] for h in saved["hypotheses"]][:2] == ["vanishing_gradients", "identity_init"]
-    assert set(saved["hypotheses"][1]["measured"]) == {
+    assert [h["id"] for h in saved["hypotheses"]][:3] == [
+        "vanishing_gradients", "vanishing_gradients_no_bn", "identity_init"]
+    assert set(saved["hypotheses"][2]["measured"]) == {
         "plain", "plain_identity", "residual", "closed_interval", "change_points_interval",
         "interval_method", "why_inconclusive"}
     # one seed: no interval, so every flag and intervention verdict says why it is undecided
-    assert saved["hypotheses"][1]["verdict"] == "inconclusive"
+    assert saved["hypotheses"][2]["verdict"] == "inconclusive"
     assert set(saved["convergence"]) == set(saved["failed_to_start"]) == {
         "plain8-bn-s0", "resnet8-bn-s0", "plain8-bn-dirac-s0"}
     assert all(sorted(c["train_errors"]) == ["16", "8"] and c["steps"] == 16
@@ -348,14 +381,19 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
         assert measures["sharpness"] is None
     task = results["identity_task"]
     assert [(r["kind"], r["depth"], r["seed"]) for r in task["rows"]] == \
-        [(k, d, 0) for k in ("plain", "residual") for d in (1, 3)]
+        [(k, d, 0) for k in ("plain", "residual", "residual_zero_gamma") for d in (1, 3)]
     assert [g["group"] for g in results["groups"]] == ["plain8-bn", "resnet8-bn",
                                                        "plain8-bn-dirac"]
     html = (out / "report.html").read_text()
     for figure in os.listdir(out / "figures"):
         assert f"figures/{figure}" in (out / "report.md").read_text()
     assert html.count('src="data:image/png;base64,') == len(os.listdir(out / "figures"))
-    assert {r["cell"] for r in results["lesion"].values()} == {"plain8-bn-s0", "resnet8-bn-s0"}
+    # the identity-initialized plain net too: a plain net that trained, for the ensemble test
+    assert {k: r["cell"] for k, r in results["lesion"].items()} == {
+        "plain": "plain8-bn-s0", "residual": "resnet8-bn-s0",
+        "plain_identity": "plain8-bn-dirac-s0"}
+    assert [(r["cell"], r["variant"]) for r in results["shattering_controls"]] == \
+        [("plain8-bn-dirac-s0", "dirac")] * 2
     assert [b["block"] for b in results["lesion"]["residual"]["blocks"]] == \
         ["stage1_block1", "stage2_block1", "stage3_block1"]
     # a second run reuses every cell: nothing retrained, same numbers
@@ -397,8 +435,9 @@ def _check_timings(out, results):
         assert 0 < entry["trace_seconds"] < entry["overhead_seconds"]
         assert entry["overhead_seconds"] == pytest.approx(
             entry["seconds"] - entry["training_seconds"])
-    assert set(timings["analyses"]) == {"lesion", "shattering", "landscape",
-                                        "distances and sharpness", "identity task", "figures"}
+    assert set(timings["analyses"]) == {"lesion", "shattering", "shattering of the controls",
+                                        "landscape", "distances and sharpness", "identity task",
+                                        "figures"}
     assert timings["seconds"] >= timings["training_seconds"] + sum(timings["analyses"].values())
     report = (out / "report.md").read_text()
     assert report.index("## How to reproduce") < report.index("## Where the time went")
@@ -475,8 +514,11 @@ def test_paper_preset_runs_on_cifar10_prepared_by_tfds_real_builder(tmp_path, ca
     results = json.loads((out / "results.json").read_text())
     # the paper grid's interventions, at its (here only) depth
     assert [c["name"] for c in results["cells"]] == [
-        "plain8-bn-s0", "resnet8-bn-s0", "plain8-bn-dirac-s0", "plain8-bn-lr0.1-s0",
-        "plain8-nobn-s0", "resnet8-nobn-s0", "plain8-nobn-dirac-s0", "resnet8-nobn-skipinit-s0"]
+        "plain8-bn-s0", "resnet8-bn-s0", "plain8-bn-dirac-s0", "plain8-bn-diracperm-s0",
+        "plain8-bn-deltaorth-s0", "plain8-bn-lr0.1-s0", "plain8-bn-lr0.3-s0", "plain8-bn-lr3-s0",
+        "plain8-bn-lr10-s0", "plain8-nobn-s0", "resnet8-nobn-s0", "plain8-nobn-dirac-s0",
+        "plain8-nobn-diracperm-s0", "plain8-nobn-deltaorth-s0", "resnet8-nobn-skipinit-s0",
+        "resnet8-nobn-fixup-s0"]
     assert all(c["status"] == "finished" for c in results["cells"])
     # the paper's step decay depends on the budget: each budget (2 and 4 steps) its own run
     for cell in results["cells"]:
@@ -492,16 +534,27 @@ def test_paper_preset_runs_on_cifar10_prepared_by_tfds_real_builder(tmp_path, ca
     lr = json.loads((out / "runs" / "plain8-bn-lr0.1-s0-4steps" / "config.json").read_text())
     assert lr["training"]["plan"]["base_lr"] == pytest.approx(0.01)  # the paper's 0.1 / 10
     assert all(c["measures"]["identity"] for c in by_name.values())
-    # the Hessian of the BN twins and the identity-initialized plain net, at init and the end
+    # the Hessian of the BN twins and the plain net's isometric starts, at init and the end,
+    # raw and scale-invariant, each with its power iteration's convergence
     assert sorted(n for n, c in by_name.items() if c["measures"]["sharpness"]) == [
-        "plain8-bn-dirac-s0", "plain8-bn-s0", "resnet8-bn-s0"]
-    assert all(set(by_name[n]["measures"]["sharpness"]) == {"init", "final"}
-               for n in ("plain8-bn-s0", "resnet8-bn-s0"))
+        "plain8-bn-deltaorth-s0", "plain8-bn-dirac-s0", "plain8-bn-diracperm-s0",
+        "plain8-bn-s0", "resnet8-bn-s0"]
+    assert all(set(by_name[n]["measures"]["sharpness"]) == {
+        f"{when}{kind}" for when in ("init", "final")
+        for kind in ("", "_converged", "_invariant", "_invariant_converged")}
+        for n in ("plain8-bn-s0", "resnet8-bn-s0"))
     assert set(results) >= {"lesion", "shattering", "landscape", "verdict", "identity_task",
                             "groups"}
     assert [h["id"] for h in results["verdict"]["hypotheses"]] == [
-        "vanishing_gradients", "identity_init", "identity_init_no_bn", "branch_scale",
-        "learning_rate", "identity_task", "ensemble", "shattering", "landscape"]
+        "vanishing_gradients", "vanishing_gradients_no_bn", "identity_init",
+        "identity_init_no_bn", "conditioning", "near_identity", "branch_scale",
+        "learning_rate", "identity_task", "ensemble", "shattering", "landscape",
+        "small_responses"]
+    assert {r["cell"] for r in results["lesion"].values()} == {
+        "plain8-bn-s0", "resnet8-bn-s0", "plain8-bn-dirac-s0"}
+    assert [(r["cell"], r["when"]) for r in results["shattering_controls"]] == [
+        (f"plain8-bn-{v}-s0", when) for v in ("dirac", "diracperm", "deltaorth")
+        for when in ("init", "trained")]
     assert (out / "report.html").is_file() and json.loads((out / "verdict.json").read_text())
 
 
@@ -596,8 +649,7 @@ def test_a_study_under_two_recipes_reads_budgets_both_ways(tmp_path):
     assert set(saved["recipes"]["adam"]) == {
         "vanishing_gradients.plain_bn", "vanishing_gradients.residual_bn",
         "exploding_at_init.plain_bn", "exploding_at_init.residual_bn",
-        *(f"hypothesis.{h}" for h in ("vanishing_gradients", "identity_init",
-                                       "identity_init_no_bn", "branch_scale", "learning_rate"))}
+        *(f"hypothesis.{h}" for h in TRAINING_HYPOTHESES)}
     assert saved["recipe_differences"] == [
         d for d in saved["recipe_differences"]
         if saved["recipes"]["adam"][d["decision"]] != saved["recipes"]["paper"][d["decision"]]]

@@ -74,6 +74,26 @@ def decide(bounds: dict | None, threshold: float, *, above: bool = True):
     return "inconclusive"
 
 
+def decide_with_margin(bounds: dict | None, margin: float, floor: float = 0.0):
+    """Like :func:`decide` with a margin: ``True`` when the whole interval lies above
+    ``margin``, ``False`` when wholly at or below ``floor``, ``"inconclusive"`` otherwise
+    (straddling either, or wholly between them), ``None`` without an interval.
+
+    >>> bounds = {"interval": [0.1, 0.2]}
+    >>> decide_with_margin(bounds, 0.3), decide_with_margin(bounds, 0.05), \\
+    ...     decide_with_margin({"interval": [-0.2, -0.1]}, 0.3)
+    ('inconclusive', True, False)
+    """
+    if bounds is None:
+        return None
+    lo, hi = (round(b, 9) for b in bounds["interval"])
+    if lo > margin:
+        return True
+    if hi <= floor:
+        return False
+    return "inconclusive"
+
+
 def log10(value) -> float | None:
     """``log10(value)`` for a positive finite value, else ``None`` (ratios read in logs)."""
     if value is None or not math.isfinite(value) or value <= 0:
@@ -81,4 +101,4 @@ def log10(value) -> float | None:
     return math.log10(value)
 
 
-__all__ = ["RESAMPLES", "decide", "interval", "log10"]
+__all__ = ["RESAMPLES", "decide", "decide_with_margin", "interval", "log10"]

@@ -19,8 +19,11 @@ Example:
 from __future__ import annotations
 
 # hypotheses decided from training errors and gradient norms (every recipe measures them)
-TRAINING_HYPOTHESES = ("vanishing_gradients", "identity_init", "identity_init_no_bn",
-                       "branch_scale", "learning_rate")
+# (the start distances the identity premise reads are the same under every recipe: same
+# init, same seed; the analyses copy them from the first recipe's cells)
+TRAINING_HYPOTHESES = ("vanishing_gradients", "vanishing_gradients_no_bn", "identity_init",
+                       "identity_init_no_bn", "conditioning", "near_identity", "branch_scale",
+                       "learning_rate")
 
 
 def decisions(verdict: dict) -> dict:

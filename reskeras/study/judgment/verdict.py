@@ -11,10 +11,12 @@ final weights; see :mod:`reskeras.study.measures.training_error`).
   ``DEGRADATION_POINTS``. A diverged deepest net counts as error 1.0; a shallowest net
   that hit the cap without converging leaves the flag inconclusive;
 - **vanishing gradients** (per family): the interval of log10 of the deepest net's
-  first/last conv gradient-norm ratio (median over logged steps) wholly below
-  log10(``VANISHING_RATIO``);
-- **exploding at initialization**: the interval of log10 of that ratio at step 0 wholly
-  above log10(``EXPLODING_RATIO``);
+  first/last conv ratio of *relative* gradient norms ``||g|| / ||w||`` (median over
+  logged steps) wholly below log10(``VANISHING_RATIO``); the raw-norm ratio, whose
+  neutral value is not 1 (a layer's norm grows with its number of weights), is reported
+  beside;
+- **exploding at initialization**: the interval of log10 of that relative ratio at step 0
+  wholly above log10(``EXPLODING_RATIO``);
 - **failed to start** (per cell): its full-pass training loss at the final budget within
   ``FAILED_TO_START`` of ln(classes);
 - **convergence** (per cell): the budget it stopped at, whether it converged, and its
@@ -40,8 +42,8 @@ from reskeras.study.criteria import (CONFIDENCE, DEGRADATION_POINTS, EXPLODING_R
                                      FAILED_TO_START, IDENTITY_LEARNED, TRAIN_ERROR,
                                      VANISHING_RATIO, criteria)
 from reskeras.study.judgment import hypotheses as hyp
-from reskeras.study.judgment.hypotheses import combine
 from reskeras.study.judgment.intervals import decide, interval, log10
+from reskeras.study.judgment.symptoms import symptoms
 
 FAMILIES = {"plain": (False, True), "residual": (True, True),
             "plain_no_bn": (False, False), "residual_no_bn": (True, False)}
@@ -148,20 +150,22 @@ def gradients(results: dict) -> tuple[dict, dict, dict]:
             continue
         states = [c["gradient"]["state"] for c in cells]
         init = [c["gradient"]["first_last_ratio_init"] for c in cells]
-        vanishing_by_seed = {str(c["seed"]): None if state == "unknown" else state == "vanishing"
-                             for c, state in zip(cells, states)}
-        exploding_by_seed = {str(c["seed"]): None if ratio is None else ratio > EXPLODING_RATIO
-                             for c, ratio in zip(cells, init)}
         medians = [c["gradient"]["first_last_ratio_median"] for c in cells]
-        # read in log10 over seeds: vanishing when the whole interval is below the threshold
-        during, at_init = _log10_interval(medians), _log10_interval(init)
-        vanishing[key] = _from_interval(during, medians, log10(VANISHING_RATIO), above=False)
-        exploding[key] = _from_interval(at_init, init, log10(EXPLODING_RATIO), above=True)
-        # ||g||/||w|| per layer: reported beside the raw ratio, not (yet) read by a flag
+        # the flags read ||g||/||w|| per layer (the raw norms grow with a layer's size)
         relative = [c["gradient"].get("relative_first_last_ratio_median") for c in cells]
         relative_init = [c["gradient"].get("relative_first_last_ratio_init") for c in cells]
+        vanishing_by_seed = {str(c["seed"]): None if log10(r) is None else r < VANISHING_RATIO
+                             for c, r in zip(cells, relative)}
+        exploding_by_seed = {str(c["seed"]): None if log10(r) is None else r > EXPLODING_RATIO
+                             for c, r in zip(cells, relative_init)}
+        # read in log10 over seeds: vanishing when the whole interval is below the threshold
+        during, at_init = _log10_interval(medians), _log10_interval(init)
         relative_during = _log10_interval(relative)
         relative_at_init = _log10_interval(relative_init)
+        vanishing[key] = _from_interval(relative_during, relative, log10(VANISHING_RATIO),
+                                        above=False)
+        exploding[key] = _from_interval(relative_at_init, relative_init,
+                                        log10(EXPLODING_RATIO), above=True)
         numbers[key] = {"depth": cells[0]["depth"], "states": states,
                         "first_last_ratio_init": _median(init),
                         "first_last_ratio_median": _median(medians),
@@ -337,11 +341,14 @@ def _vanishing_part(degraded: dict, vanishing: dict, exploding: dict,
             sentence += " Its gradient flow could not be classified (no finite ratios)."
         elif g:
             sentence += (f" Its gradients {_STATE_WORDS[vanishing[g_plain]]} (first/last conv "
-                         f"gradient-norm ratio {_ratio(g['first_last_ratio_median'])}, median "
-                         f"over training; vanishing means below {VANISHING_RATIO:g})")
+                         f"ratio of relative gradient norms ||g||/||w|| "
+                         f"{_ratio(g['relative_first_last_ratio_median'])}, median over "
+                         f"training; vanishing means below {VANISHING_RATIO:g}; raw norms "
+                         f"{_ratio(g['first_last_ratio_median'])})")
             if exploding.get(g_plain) is True:
                 sentence += (f", and at initialization they grew "
-                             f"{_ratio(g['first_last_ratio_init'])} towards the input (exploding)")
+                             f"{_ratio(g['relative_first_last_ratio_init'])} towards the input "
+                             "(exploding)")
             sentence += "."
         if residual in degraded:
             r = degraded["numbers"][residual]
@@ -364,11 +371,13 @@ def _vanishing_part(degraded: dict, vanishing: dict, exploding: dict,
     bn_plain_vanishing = vanishing.get("plain_bn")
     if bn_plain_degraded is True and bn_plain_vanishing is False \
             and degraded.get("residual") is False:
-        parts.append("So in these runs residual connections removed a degradation that "
-                     "vanishing gradients do not explain, as He et al. (2015, §4.1) argue.")
+        parts.append("So in these runs, with BatchNorm, residual connections removed a "
+                     "degradation that vanishing gradients do not explain, as He et al. (2015, "
+                     "§4.1) argue.")
     elif bn_plain_degraded is True and bn_plain_vanishing is True:
-        parts.append("So in these runs the degraded plain net also had vanishing gradients: "
-                     "the measurement does not separate the two explanations.")
+        parts.append("So in these runs, with BatchNorm, the degraded plain net also had "
+                     "vanishing gradients: the measurement does not separate the two "
+                     "explanations.")
     elif bn_plain_degraded is False:
         parts.append("So at these depths and this budget the plain nets did not degrade; "
                      "a deeper grid or longer training is needed to test the claim.")
@@ -377,6 +386,12 @@ def _vanishing_part(degraded: dict, vanishing: dict, exploding: dict,
             if bn_plain_degraded == "inconclusive" else "the seeds' gradient ratios straddle " \
             f"{VANISHING_RATIO:g}"
         parts.append(f"So these runs do not settle the question ({why}).")
+    if degraded.get("plain_no_bn") is True and vanishing.get("plain_no_bn") in (True, False):
+        parts.append("Without BatchNorm, the degraded plain net's gradients "
+                     + ("vanished: there, vanishing gradients remain an explanation."
+                        if vanishing["plain_no_bn"] else
+                        "did not vanish either: vanishing gradients do not explain that "
+                        "degradation."))
     return parts
 
 
@@ -388,6 +403,10 @@ def _start(per_seed: dict) -> str:
     if any(v is None for v in found):
         return "; some blocks started with all-zero inputs"
     return f"; it started at median block distance {np.median(found):.2f} from the identity"
+
+
+_START_WORDS = {"diracperm": "the identity with permuted channels",
+                "deltaorth": "delta-orthogonal"}
 
 
 def _why_part(rows: list[dict], seeds: dict | None = None) -> list[str]:
@@ -427,17 +446,42 @@ def _why_part(rows: list[dict], seeds: dict | None = None) -> list[str]:
             f"Without BN, residual branches that start at 0 (SkipInit) gave "
             f"{_pct(branch['residual_no_bn_skipinit'])}, against "
             f"{_pct(branch['residual_no_bn'])} with He init and {_pct(branch['residual_bn'])} "
-            "with BN")))
+            "with BN"
+            + ("" if (branch.get("fixup") or {}).get("error") is None else
+               f"; Fixup gave {_pct(branch['fixup']['error'])}"))))
+    starts = (m.get("near_identity") or {}).get("starts") or {}
+    controls = [(v, starts[v]) for v in ("diracperm", "deltaorth")
+                if (starts.get(v) or {}).get("error") is not None]
+    if controls:
+        easier.append(said("conditioning", (
+            "Started isometric but far from the identity, it gave "
+            + " and ".join(f"{_pct(part['error'])} ({_START_WORDS[v]}"
+                           + (f", median block distance {np.median(part['start_distance']):.2f}"
+                              if part.get("start_distance") else "") + ")"
+                           for v, part in controls)))[:-2]
+            + f"; near identity: {by_id['near_identity']['verdict']}).")
     rate = m.get("learning_rate", {})
-    if rate.get("plain_lr0.1") is not None:
+    rates = rate.get("rates") or {}
+    if rates:
         gap.append(said("learning_rate", (
-            f"a 10x smaller learning rate left the plain net at {_pct(rate['plain_lr0.1'])} "
-            f"(from {_pct(rate['plain'])})")))
+            "at " + ", ".join(f"{part['factor']:g}x" for part in rates.values())
+            + " the recipe's learning rate the plain net ended at "
+            + ", ".join(_pct(part["error"]) for part in rates.values())
+            + f" (from {_pct(rate['plain'])})")))
     land = m.get("landscape", {})
-    if land.get("plain_sharpness_final") is not None:
+    if land.get("plain_invariant_sharpness_final") is not None:
         gap.append(said("landscape", (
-            f"after training its top Hessian eigenvalue was {land['plain_sharpness_final']:.3g} "
-            f"against {_num(land.get('residual_sharpness_final'))} for the residual twin")))
+            f"after training its scale-invariant top Hessian eigenvalue was "
+            f"{land['plain_invariant_sharpness_final']:.3g} against "
+            f"{_num(land.get('residual_invariant_sharpness_final'))} for the residual twin "
+            f"(raw {_num(land.get('plain_sharpness_final'))} against "
+            f"{_num(land.get('residual_sharpness_final'))})")))
+    responses = m.get("small_responses", {})
+    if responses.get("plain_median_std") is not None:
+        easier.append(said("small_responses", (
+            f"After training, the median response std of the plain net's layers was "
+            f"{responses['plain_median_std']:.3g}, of the residual branches "
+            f"{_num(responses.get('residual_median_std'))}")))
     shatter = m.get("shattering", {})
     if shatter.get("plain_init") is not None:
         gap.append(said("shattering", (
@@ -446,11 +490,14 @@ def _why_part(rows: list[dict], seeds: dict | None = None) -> list[str]:
     ensemble = m.get("ensemble", {})
     if ensemble.get("residual_median_damage") is not None:
         plain_damage = ensemble.get("plain_median_damage")
+        trained = ensemble.get("plain_identity_median_damage")
         gap.append(said("ensemble", (
             f"deleting one block took the residual net a median "
             f"{_pct(ensemble['residual_median_damage'])} of the way to chance, "
-            + ("the plain net, already near chance, nothing measurable" if plain_damage is None
-               else f"the plain net {_pct(plain_damage)}"))))
+            + ("the plain twin, already near chance, nothing measurable" if plain_damage is None
+               else f"the plain twin {_pct(plain_damage)}")
+            + ("" if trained is None else
+               f", the identity-initialized plain net that trained {_pct(trained)}"))))
     parts = []
     if easier:
         parts.append("Why is a residual mapping easier? " + " ".join(easier))
@@ -481,18 +528,17 @@ def answer(degraded: dict, vanishing: dict, exploding: dict, grad_numbers: dict,
 
 def verdict(results: dict) -> dict:
     """``{"degradation", "vanishing_gradients", "exploding_at_init", "gradient_numbers",
-    "hypotheses", "hypothesis_seeds", "errors", "bn_statistics_gap", "criteria", "answer"}``
+    "hypotheses", "hypothesis_seeds", "symptoms", "errors", "bn_statistics_gap", "criteria", "answer"}``
     from a study's results; ``errors`` are every cell's training and test errors with
     each kind of BatchNorm statistics (``criteria["train_error"]`` names the one read)."""
     degraded = degradation(results)
     vanishing, exploding, numbers = gradients(results)
-    per_seed = (degraded.get("numbers", {}).get("plain") or {}).get("per_seed", {})
-    rows, seeds = hyp.hypotheses(results, {"degradation_per_seed": {
-        int(seed): value for seed, value in per_seed.items()}})
+    rows, seeds = hyp.hypotheses(results, {"degraded": degraded, "vanishing": vanishing,
+                                           "gradient_numbers": numbers})
     gaps = statistics_gaps(results)
     return {"degradation": degraded, "vanishing_gradients": vanishing,
             "exploding_at_init": exploding, "gradient_numbers": numbers,
-            "hypotheses": rows, "hypothesis_seeds": seeds,
+            "hypotheses": rows, "hypothesis_seeds": seeds, "symptoms": symptoms(results),
             "errors": {c["name"]: c.get("errors") for c in results["cells"]},
             "bn_statistics_gap": gaps, "criteria": {**criteria(), **budget_criteria(results)},
             "convergence": convergence(results), "failed_to_start": failed(results),

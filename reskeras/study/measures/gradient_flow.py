@@ -1,22 +1,22 @@
 """Gradient flow of one run, from its ``grad_norms.jsonl``: vanishing, healthy or exploding.
 
-The measure is the ratio of the first conv layer's gradient norm to the last
-conv layer's (``stem_conv`` against the last ``..._conv{k}`` before the
-classifier; BatchNorm layers, shortcut projections and the dense classifier
-are left out). Criteria (the thresholds are :mod:`reskeras.study.criteria`'s):
+The measure is the ratio of the first conv layer's gradient to the last conv layer's
+(``stem_conv`` against the last ``..._conv{k}`` before the classifier; BatchNorm
+layers, shortcut projections and the dense classifier are left out), in **relative**
+norms ``||g|| / ||w||`` of each conv kernel (the records' ``ratio``: the fraction by
+which a plain gradient step moves the layer). A raw norm grows with the layer's number
+of weights (the digits' stem conv has 144, a last conv of width 64 has 36,864), so the
+raw ratio's neutral value is not 1; the relative one's is. Criteria (the thresholds
+are :mod:`reskeras.study.criteria`'s):
 
-- **vanishing**: the ratio's median over the logged steps is below
-  ``VANISHING_RATIO`` (1/100): the input side learns 100x slower;
+- **vanishing**: the relative ratio's median over the logged steps is below
+  ``VANISHING_RATIO`` (1/100): the input side moves 100x slower;
 - **exploding**: the median is above ``EXPLODING_RATIO`` (100);
-- **exploding at initialization**: the ratio at step 0 is above ``EXPLODING_RATIO``;
-- otherwise **healthy**.
+- **exploding at initialization**: the relative ratio at step 0 is above
+  ``EXPLODING_RATIO``;
+- otherwise **healthy** (``unknown`` without finite relative norms).
 
-The same ratio of **relative** norms, ``||g|| / ||w||`` of each conv kernel (the
-records' ``ratio``: the fraction by which a plain gradient step moves the layer), is
-``relative_first_last_ratio_init`` / ``_median``. A raw norm grows with the layer's
-number of weights (the digits' stem conv has 144, a last conv of width 64 has
-36,864), so the raw ratio's neutral value is not 1; the relative one's is. The labels
-above still read the raw ratio (a change of rule goes through the rule history).
+The raw-norm ratio is reported beside (``first_last_ratio_init`` / ``_median``).
 
 ``log10_slope_init`` is the least-squares slope of ``log10(grad norm)`` against
 the conv layer's position (0 = first, 1 = last) at step 0: below zero the norms
@@ -104,8 +104,8 @@ def gradient_summary(records: list[dict]) -> dict:
     >>> for r in records:  # the stem's weights are 100x smaller than the last conv's
     ...     r["ratio"] = r["grad_norm"] / (0.01 if r["layer"] == "stem_conv" else 1.0)
     >>> summary = gradient_summary(records)
-    >>> summary["state"], round(summary["first_last_ratio_median"], 6)
-    ('vanishing', 0.001)
+    >>> round(summary["first_last_ratio_median"], 6), summary["state"]  # raw, relative
+    (0.001, 'healthy')
     >>> round(summary["relative_first_last_ratio_median"], 6)
     0.1
     """
@@ -132,6 +132,7 @@ def gradient_summary(records: list[dict]) -> dict:
     return {"first_last_ratio_init": init_ratio, "first_last_ratio_median": median,
             "relative_first_last_ratio_init": relative_init,
             "relative_first_last_ratio_median": relative_median,
-            "log10_slope_init": slope, "state": classify(median),
-            "exploding_at_init": None if init_ratio is None else init_ratio > EXPLODING_RATIO,
+            "log10_slope_init": slope, "state": classify(relative_median),
+            "exploding_at_init": None if relative_init is None
+            else relative_init > EXPLODING_RATIO,
             "profile_init": profile, "steps": steps}

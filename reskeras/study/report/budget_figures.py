@@ -20,11 +20,10 @@ import numpy as np
 
 from reskeras.analysis.plots import blank_figure, pixel_size, save_figure
 from reskeras.study.cells import INTERVENTIONS, cell_of
-from reskeras.study.report.figure_style import decorate, line_style, number, require, write_each
+from reskeras.study.report.figure_style import (color_of, decorate, line_style, number, require,
+                                                write_each)
 
 _SIZE = {"base": 0.5, "per_panel": 6.25, "height": 4.8}
-_COLORS = {(False, "he"): "tab:red", (True, "he"): "tab:blue", (False, "dirac"): "tab:green",
-           (True, "skipinit"): "tab:purple", (False, "lr0.1"): "tab:orange"}
 
 
 def budget_figure_size(panels: int) -> tuple[int, int]:
@@ -69,7 +68,7 @@ def plot_budget_curves(results: dict, path: str) -> str:
             with np.errstate(invalid="ignore"):
                 mean = np.where(counts > 0, np.nansum(matrix, axis=0) / np.maximum(counts, 1),
                                 np.nan)
-            color = _COLORS.get((cell.residual, cell.variant), "tab:gray")
+            color = color_of(cell.residual, cell.variant)
             capped = sum(not e["convergence"]["converged"] for e in entries)
             label = (f"{cell.label} ({len(entries)} seed{'s' if len(entries) > 1 else ''}"
                      + (f", {capped} at the cap" if capped else "") + ")")

@@ -43,6 +43,22 @@ def positive(values) -> np.ndarray:
         return np.where(array > 0, array, np.nan)
 
 
+# one colour per configuration in every study figure: the He twins, then each intervention
+HE_COLORS = {False: "tab:red", True: "tab:blue"}
+VARIANT_COLORS = {"dirac": "tab:green", "diracperm": "tab:olive", "deltaorth": "tab:cyan",
+                  "skipinit": "tab:purple", "fixup": "tab:pink", "lr0.1": "tab:orange",
+                  "lr0.3": "#fdae6b", "lr3": "tab:brown", "lr10": "0.35"}
+
+
+def color_of(residual: bool, variant: str) -> str:
+    """The colour of a configuration in every study figure.
+
+    >>> color_of(False, "he"), color_of(False, "deltaorth")
+    ('tab:red', 'tab:cyan')
+    """
+    return HE_COLORS[residual] if variant == "he" else VARIANT_COLORS[variant]
+
+
 def line_style(residual: bool) -> str:
     """Residual nets solid, plain nets dashed."""
     return "-" if residual else "--"
@@ -98,5 +114,5 @@ def write_each(plots, results: dict, figures_dir: str) -> dict[str, str]:
     return written
 
 
-__all__ = ["MissingData", "decorate", "diverged_label", "has_curve", "line_style", "number",
+__all__ = ["HE_COLORS", "MissingData", "VARIANT_COLORS", "color_of", "decorate", "diverged_label", "has_curve", "line_style", "number",
            "positive", "require", "write_each"]

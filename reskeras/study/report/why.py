@@ -13,14 +13,16 @@ from __future__ import annotations
 import re
 
 from reskeras.study.cells import INTERVENTION_TWINS, VARIANTS, cell_of, group_cells
+from reskeras.study.report.controls import control_blocks
 from reskeras.study.report.text import figure_blocks, value_text
 
 # hypotheses whose "measured" numbers are fractions (errors, gap closed, lesion damage: shown
 # as %), except keys naming something else; elsewhere only "*error*" and "*damage*" keys are
-_FRACTION_HYPOTHESES = ("identity_init", "identity_init_no_bn", "branch_scale", "learning_rate",
-                        "identity_task", "ensemble")
+_FRACTION_HYPOTHESES = ("identity_init", "identity_init_no_bn", "conditioning", "near_identity",
+                        "branch_scale", "learning_rate", "identity_task", "ensemble")
 _NOT_FRACTIONS = re.compile(
-    r"ratio|factor|depth|at_deepest|step|points|seed|below|distance|eigen|sharp|curvature|rough")
+    r"ratio|factor|depth|at_deepest|step|points|seed|below|distance|eigen|sharp|curvature|rough"
+    r"|span|margin")
 WHY_FIGURES = ("interventions", "identity_distance", "distance_travelled", "sharpness",
                "identity_task")
 
@@ -56,7 +58,9 @@ def budget(results: dict) -> str:
     if "interventions" in results:
         names = [VARIANTS[v][0] if v in VARIANTS else v for v in results["interventions"] or ()]
         on = results.get("intervention_seeds")
-        text += (f"; interventions ({', '.join(names)}) at depth {deepest} only"
+        swept = [VARIANTS[v][0] for v in results.get("sweep_depths") or ()]
+        text += (f"; interventions ({', '.join(names)}) at depth {deepest}"
+                 + (f", of which {', '.join(swept)} at every depth" if swept else " only")
                  + (f", {_seeds(on)}" if on else "") if names else "; no interventions")
     return text
 
@@ -84,11 +88,19 @@ def why_blocks(results: dict, figures: dict, used: set) -> list[tuple]:
     task = results.get("identity_task")
     if task:
         depths = task.get("depths") or sorted({row["depth"] for row in task.get("rows") or []})
+        budgets = task.get("budgets") or []
         blocks.append(("p", f"Identity task: stacks of {', '.join(map(str, depths))} "
                        f"plain or residual blocks (width {task.get('width')}, "
                        f"{task.get('size')}x{task.get('size')} inputs) trained for "
                        f"{task.get('steps')} steps to reproduce their input, "
-                       f"{_seeds(task.get('seeds') or [])}."))
+                       f"{_seeds(task.get('seeds') or [])}"
+                       + (f" (steps doubled from {budgets[0]} until the one-block stacks "
+                          f"converged, at most {task['base_steps'] * 2 ** task['max_doublings']})"
+                          if len(budgets) > 1 or task.get("max_doublings") else "")
+                       + ("; a residual control whose branch BatchNorm gammas start at 0 "
+                          "(every block exactly the identity at initialization) trained beside"
+                          if any(r["kind"] == "residual_zero_gamma" for r in task.get("rows")
+                                 or []) else "") + "."))
     if not hypotheses:
         return blocks + [("p", "Not measured: these results test no hypotheses "
                           "(`verdict[\"hypotheses\"]`).")] + figure_blocks(figures, WHY_FIGURES, used)
@@ -107,7 +119,7 @@ def why_blocks(results: dict, figures: dict, used: set) -> list[tuple]:
         ("table", ["hypothesis", "claim", "source", "test", "prediction", "measured", "verdict"],
          rows, (1, 2, 3, 4, 5)),
         ("p", "The seeds each verdict rests on (`verdict[\"hypothesis_seeds\"]`):"),
-        ("list", lines)] + figure_blocks(figures, WHY_FIGURES, used)
+        ("list", lines)] + control_blocks(verdict) + figure_blocks(figures, WHY_FIGURES, used)
 
 
 def _spread(stats: dict | None, seeds: list, with_range: bool) -> str:

@@ -29,17 +29,18 @@ from matplotlib.ticker import (FixedLocator, FuncFormatter, LogLocator, MaxNLoca
 
 from reskeras.analysis.plots import blank_figure, pixel_size, save_figure
 from reskeras.study.cells import INTERVENTIONS, cell_of, deepest_depth
-from reskeras.study.report.figure_style import (decorate, diverged_label, has_curve, line_style,
-                                                number, positive, require, write_each)
+from reskeras.study.report.figure_style import (HE_COLORS, color_of, decorate, diverged_label,
+                                                has_curve, line_style, number, positive,
+                                                require, write_each)
 
 # (width, height) in inches at DPI; panel figures are base + per_panel * panels wide
 WHY_FIGURE_SIZES = {"interventions": {"base": 1.0, "per_panel": 5.0, "height": 4.5},
                     "identity_distance": (9.0, 4.5), "distance_travelled": (9.0, 4.5),
                     "sharpness": (7.0, 4.5), "identity_task": (7.0, 4.5)}
 # the deepest BatchNorm configurations whose per-layer measures are compared: (residual, variant)
-MEASURED_TWINS = ((False, "he"), (False, "dirac"), (True, "he"))
-_HE_COLORS = {False: "tab:red", True: "tab:blue"}
-_VARIANT_COLORS = {"dirac": "tab:green", "skipinit": "tab:purple", "lr0.1": "tab:orange"}
+# (the identity init beside its two isometric controls far from the identity, issue 27)
+MEASURED_TWINS = ((False, "he"), (False, "dirac"), (False, "diracperm"), (False, "deltaorth"),
+                  (True, "he"))
 
 
 def why_figure_size(name: str, panels: int = 1) -> tuple[int, int]:
@@ -57,10 +58,6 @@ def why_figure_size(name: str, panels: int = 1) -> tuple[int, int]:
 
 def _new_figure(name: str, panels: int = 1):
     return blank_figure(*why_figure_size(name, panels))
-
-
-def _color(residual: bool, variant: str) -> str:
-    return _HE_COLORS[residual] if variant == "he" else _VARIANT_COLORS.get(variant, "tab:gray")
 
 
 def _groups(results: dict, keep) -> list[tuple]:
@@ -116,7 +113,7 @@ def plot_interventions(results: dict, path: str) -> str:
                 by_step = {p["step"]: 100 * number(p.get("train_error")) for p in entry["curve"]}
                 rows.append([by_step.get(step, math.nan) for step in steps])
             mean, low, high = _pool(rows)
-            color = _color(cell.residual, cell.variant)
+            color = color_of(cell.residual, cell.variant)
             diverged = [e for e in entries if e.get("status") == "diverged"]
             words = (diverged_label(diverged[0]) if len(entries) == 1
                      else f"{len(diverged)} diverged") if diverged else ""
@@ -187,7 +184,8 @@ def _log_axis(ax) -> None:
 def plot_identity_distance(results: dict, path: str) -> str:
     """``||block(x) - x|| / ||x||`` per block at initialization (dotted) and after training.
 
-    The deepest BatchNorm plain net, its identity-initialized twin and the
+    The deepest BatchNorm plain net, its identity-initialized twin, its two isometric
+    starts far from the identity (permuted identity, delta-orthogonal) and the
     residual net (``MEASURED_TWINS``), mean over the seeds with measures; x is
     the block's index among the shape-preserving blocks (input side first), y
     is logarithmic. The PNG is 900 x 450 pixels.
@@ -199,7 +197,7 @@ def plot_identity_distance(results: dict, path: str) -> str:
     for cell, entries in groups:
         names, pooled = _per_name(entries, "identity", "block", ("init", "final"))
         x = np.arange(len(names))
-        color = _color(cell.residual, cell.variant)
+        color = color_of(cell.residual, cell.variant)
         ax.plot(x, positive(pooled["init"][0]), ":", color=color, alpha=0.6, linewidth=1.4,
                 marker="o", markersize=3, markerfacecolor="none")
         ax.plot(x, positive(pooled["final"][0]), line_style(cell.residual), color=color,
@@ -231,7 +229,7 @@ def plot_distance_travelled(results: dict, path: str) -> str:
         names, pooled = _per_name(entries, "travelled", "layer", ("relative",))
         mean, low, high = pooled["relative"]
         x = np.arange(len(names))
-        color = _color(cell.residual, cell.variant)
+        color = color_of(cell.residual, cell.variant)
         ax.plot(x, positive(mean), line_style(cell.residual), color=color, marker="o", markersize=3,
                 linewidth=1.6, label=f"{cell.label} ({_seeds(entries)})")
         if len(entries) > 1:
@@ -305,7 +303,7 @@ def plot_identity_task(results: dict, path: str) -> str:
         depths = sorted({r["depth"] for r in rows})
         if not depths:
             continue
-        color = _HE_COLORS[residual]
+        color = HE_COLORS[residual]
         for key, style in (("initial_error", ":"), ("error", line_style(residual))):
             by_depth = [positive(r.get(key) for r in rows if r["depth"] == d) for d in depths]
             mean = [float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else math.nan
