@@ -15,7 +15,7 @@ MODULES = ("reskeras.study.criteria", "reskeras.study.cells",
            "reskeras.study.judgment.convergence", "reskeras.study.judgment.intervals",
            "reskeras.study.judgment.recipes", "reskeras.study.report.budget_figures",
            "reskeras.recipes", "reskeras.rundir", "reskeras.study.judgment.interventions",
-           "reskeras.study.judgment.rivals", "reskeras.study.judgment.symptoms",
+           "reskeras.study.judgment.rivals", "reskeras.study.judgment.symptoms", "reskeras.study.judgment.depth_trend",
            "reskeras.study.judgment.landscape", "reskeras.study.judgment.identity_task", "reskeras.study.judgment.responses",
            "reskeras.study.measures.responses")
 

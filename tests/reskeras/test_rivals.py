@@ -270,3 +270,39 @@ def test_the_report_shows_the_conditioning_controls_beside_the_identity_init():
     text = render_markdown(blocks)
     assert "scale-invariant top Hessian eigenvalue at initialization: not a cause" in text
     assert "| identity init | BN | 0.10 | 5.0% |" in text
+
+
+def with_depth_sweep(results, errors8):
+    """The identity init at depth 8 too (``errors8`` per seed, BN and no BN)."""
+    from tests.reskeras.test_hypotheses import cell
+    results["cells"] += [cell(False, 8, bn, seed, e, variant="dirac")
+                         for bn in (True, False) for seed, e in enumerate(errors8)]
+    return results
+
+
+def test_an_init_run_at_every_depth_says_whether_it_removes_the_depth_trend():
+    # identity init: 0-1% at depth 8, 4-6% at depth 56 (+4.7 points): it still degrades
+    found = verdict(with_depth_sweep(study(), (0.0, 0.01, 0.0)))
+    trend = found["depth_trends"]["dirac"]["bn"]
+    assert (trend["degraded"], trend["twin_degraded"], trend["removes_trend"]) == \
+        (True, True, False)
+    assert trend["points"] == pytest.approx(14 / 3, abs=1e-6)
+    assert ("Across depths, from the identity init the plain nets with BN still degraded from "
+            "depth 8 to 56 (+4.7 points)") in found["answer"]
+    # 4.5-5.5% at depth 8: the identity-initialized family no longer degrades
+    flat = verdict(with_depth_sweep(study(), (0.049, 0.06, 0.04)))["depth_trends"]["dirac"]
+    assert flat["bn"]["removes_trend"] is True and flat["bn"]["degraded"] is False
+    # an init at the deepest depth only has no trend (quick)
+    assert verdict(study())["depth_trends"] == {}
+
+
+def test_a_depth_trend_with_an_unconverged_shallow_reference_is_undecided():
+    results = with_depth_sweep(study(), (0.01, 0.012, 0.011))
+    for c in results["cells"]:
+        if (c["variant"], c["depth"], c["batch_norm"]) == ("dirac", 8, True):
+            c["convergence"] = {**c["convergence"], "converged": False}
+    trend = verdict(results)["depth_trends"]["dirac"]["bn"]
+    assert trend["removes_trend"] is None and trend["degraded"] == "inconclusive"
+    assert trend["why"] == (
+        "the identity init family's degradation is inconclusive (the shallow reference hit the "
+        "cap without converging (plain8-bn-dirac-s0, plain8-bn-dirac-s1, plain8-bn-dirac-s2))")

@@ -37,12 +37,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from reskeras.study.cells import is_twin
+from reskeras.study.cells import VARIANTS, is_twin
 from reskeras.study.criteria import (CONFIDENCE, DEGRADATION_POINTS, EXPLODING_RATIO,
                                      FAILED_TO_START, IDENTITY_LEARNED, TRAIN_ERROR,
                                      VANISHING_RATIO, criteria)
 from reskeras.study.judgment import hypotheses as hyp
 from reskeras.study.judgment.intervals import decide, interval, log10
+from reskeras.study.judgment.depth_trend import depth_trends
 from reskeras.study.judgment.symptoms import symptoms
 
 FAMILIES = {"plain": (False, True), "residual": (True, True),
@@ -527,8 +528,8 @@ def answer(degraded: dict, vanishing: dict, exploding: dict, grad_numbers: dict,
 
 
 def verdict(results: dict) -> dict:
-    """``{"degradation", "vanishing_gradients", "exploding_at_init", "gradient_numbers",
-    "hypotheses", "hypothesis_seeds", "symptoms", "errors", "bn_statistics_gap", "criteria", "answer"}``
+    """``{"degradation", "vanishing_gradients", "depth_trends", "exploding_at_init",
+    "gradient_numbers", "hypotheses", "hypothesis_seeds", "symptoms", "errors", "bn_statistics_gap", "criteria", "answer"}``
     from a study's results; ``errors`` are every cell's training and test errors with
     each kind of BatchNorm statistics (``criteria["train_error"]`` names the one read)."""
     degraded = degradation(results)
@@ -536,15 +537,31 @@ def verdict(results: dict) -> dict:
     rows, seeds = hyp.hypotheses(results, {"degraded": degraded, "vanishing": vanishing,
                                            "gradient_numbers": numbers})
     gaps = statistics_gaps(results)
-    return {"degradation": degraded, "vanishing_gradients": vanishing,
+    trends = depth_trends(results, degradation)
+    return {"degradation": degraded, "vanishing_gradients": vanishing, "depth_trends": trends,
             "exploding_at_init": exploding, "gradient_numbers": numbers,
             "hypotheses": rows, "hypothesis_seeds": seeds, "symptoms": symptoms(results),
             "errors": {c["name"]: c.get("errors") for c in results["cells"]},
             "bn_statistics_gap": gaps, "criteria": {**criteria(), **budget_criteria(results)},
             "convergence": convergence(results), "failed_to_start": failed(results),
             "answer": answer(degraded, vanishing, exploding, numbers, rows, seeds,
-                             _statistics_part(results, gaps),
+                             _statistics_part(results, gaps) + _trend_part(trends),
                              {c["name"]: c for c in results["cells"]})}
+
+
+def _trend_part(trends: dict) -> list[str]:
+    """One sentence on the inits run at every depth: does each remove the depth trend?"""
+    said = []
+    for variant, entry in trends.items():
+        for family, words in (("bn", "with BN"), ("no_bn", "without BN")):
+            part = entry.get(family)
+            if not part or part["removes_trend"] is None:
+                continue
+            said.append(f"from the {VARIANTS[variant][0]} the plain nets {words} "
+                        + ("no longer degraded" if part["removes_trend"] else "still degraded")
+                        + f" from depth {part['shallow_depth']} to {part['deep_depth']} "
+                        f"({part['points']:+.1f} points)")
+    return ["Across depths, " + "; ".join(said) + "."] if said else []
 
 
 def budget_criteria(results: dict) -> dict:

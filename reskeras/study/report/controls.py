@@ -101,13 +101,14 @@ def control_blocks(verdict: dict) -> list[tuple]:
                               None: "undecided"}[about["counts_as_cause"]]
                            + f" ({about['why']})"
                            for about in (found.get("symptoms") or {}).values())
+        causes = causes[:1].upper() + causes[1:]
         blocks += [("p", "**Does the start that trains remove the chaotic symptoms?** A "
                     "symptom of the deep plain BN net at initialization counts as a "
                     "cause only if the start that makes the net train removes it: moves at "
                     f"least {found.get('removed_at', 0.5):.0%} of the way from the plain "
                     f"twin's value to the residual twin's. {causes}."),
-                   ("table", ["symptom", "start", "gap", "plain twin", "start", "residual twin",
-                              "moved", "removed"], rows, (0,))]
+                   ("table", ["symptom", "start", "closes the gap", "plain twin", "the start",
+                              "residual twin", "moved", "removed"], rows, (0,))]
     return blocks
 
 
