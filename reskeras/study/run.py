@@ -4,7 +4,8 @@ Every cell is a normal reskeras run directory under ``STUDY_DIR/runs/`` (so
 ``reskeras plot``, TensorBoard and resume work on it), trained with the same
 recipe and budget rule, logging per-layer gradient norms and layer responses.
 Re-running the same study reuses finished (and diverged) cells and resumes a
-killed one from its last checkpoint.
+killed one from its last checkpoint; re-running it with more interventions (or more of
+them swept over depths) trains only the new cells.
 
 Every cell trains at doubling budgets from the preset's base budget until it converges
 or reaches the cap (:func:`reskeras.study.training.converge_cell`,
@@ -241,6 +242,9 @@ def training_order(cells: list[Cell]) -> list[Cell]:
 STUDY_FILE = "study.json"
 # may change when a study is re-run: they decide how cells run and what is measured afterwards
 _EXECUTION = ("strategy", "analyses", "sharpness_seeds", "identity_task", "checkpoint_every")
+# may grow when a study is re-run: more interventions train only their new cells (a saved
+# study from before ``sweep_depths`` swept none); dropping one would drop cells from results
+_GROWABLE = {"interventions": (), "sweep_depths": ()}
 TIMINGS_FILE = "timings.json"
 
 
@@ -251,6 +255,9 @@ def check_study_dir(config: StudyConfig) -> None:
     if tf.io.gfile.exists(saved_file):
         saved = rundir.read_json(saved_file)
         new = json.loads(json.dumps(dataclasses.asdict(config)))
+        for key, before in _GROWABLE.items():
+            if set(saved.get(key, before)) <= set(new[key]):
+                saved[key] = new[key]
         # a key only one side has (a study of another reskeras version) differs too
         changed = sorted(k for k in set(saved) | set(new) if k not in _EXECUTION
                          and (k not in saved or k not in new or saved[k] != new[k]))

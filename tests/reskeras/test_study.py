@@ -410,6 +410,21 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
     other = StudyConfig.from_preset("quick", str(out), **{**TINY, "depths": (8, 20)})
     with pytest.raises(ValueError, match=r"`out` holds another study \(depths"):
         run_study(other, log=lambda *a, **k: None)
+    # fewer interventions would drop cells from the results: refused too
+    fewer = StudyConfig.from_preset("quick", str(out), **{**TINY, "interventions": ()})
+    with pytest.raises(ValueError, match=r"`out` holds another study \(interventions: "
+                                         r"\['dirac'\] -> \[\]\)"):
+        run_study(fewer, log=lambda *a, **k: None)
+    # more interventions: only the new cells train, the others are reused as they are
+    more = StudyConfig.from_preset("quick", str(out), **{**TINY,
+                                                         "interventions": ("dirac", "deltaorth")})
+    grown = run_study(more, log=lambda *a, **k: None)
+    assert [c["name"] for c in grown["cells"]] == [
+        "plain8-bn-s0", "resnet8-bn-s0", "plain8-bn-dirac-s0", "plain8-bn-deltaorth-s0"]
+    assert {p: p.stat().st_mtime for p in (out / "runs").glob("*/model.keras")
+            if "deltaorth" not in str(p)} == mtimes
+    assert [t["reused"] for t in grown["timings"]["cells"].values()] == [True] * 3 + [False]
+    assert json.loads((out / "study.json").read_text())["interventions"] == ["dirac", "deltaorth"]
     # --export-base: the cell with the lowest test error becomes a verified SavedModel
     exported = _export_best(again, config, str(tmp_path / "exports"), "digits-study")
     best = min(again["cells"], key=lambda c: c["final_test_error"])
