@@ -73,9 +73,10 @@ def why_blocks(results: dict, figures: dict, used: set) -> list[tuple]:
                "learn than the plain one? And why can the plain net not close the gap, "
                "given the same data and steps? Each explanation below is tested by an "
                "intervention or a measurement with a prediction fixed before the runs "
-               "(`reskeras.study.judgment.hypotheses`); *inconclusive* means the seeds disagree or "
-               "no seed could decide (no gap to close, a premise not met, a measure "
-               "skipped)."),
+               "(`reskeras.study.judgment.hypotheses`); *inconclusive* means the interval "
+               "over seeds straddles the threshold, or a measured input is missing (a seed "
+               "with no gap to close, a premise not met, a reference that did not train, a "
+               "measure skipped or unconverged): each row's `why_inconclusive` says which."),
               ("p", f"What the budget allowed: {budget(results)}.")]
     ran = {(c.variant, c.residual, c.batch_norm) for c in map(cell_of, results["cells"])}
     items = []
