@@ -18,8 +18,9 @@ CAPTIONS = {
     "degradation": "Training error (top) and loss (bottom, log) against step, one color per "
                    "depth, plain dashed, residual solid (He et al. 2015, Fig. 6); x: a "
                    "diverged cell's last finite point.",
-    "gradient_ratio": "First/last conv gradient-norm ratio against depth, at step 0 and median "
-                      "over the logged steps; shaded: the vanishing and exploding zones.",
+    "gradient_ratio": "First/last conv ratio of relative gradient norms ||g||/||w|| against "
+                      "depth, at step 0 and median over the logged steps; shaded: the "
+                      "vanishing and exploding zones the flags read.",
     "gradient_profiles_init": "Gradient norm of each conv and dense layer at initialization "
                               "against relative depth (0 = input side), one curve per cell.",
     "grad_norm_heatmap": "log10 gradient norm of every layer (rows, input at the top) at every "

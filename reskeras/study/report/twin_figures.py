@@ -42,8 +42,9 @@ FAMILIES = (("plain", False, True, "plain, BatchNorm"),
             ("residual", True, True, "residual, BatchNorm"),
             ("plain_no_bn", False, False, "plain, no BatchNorm"),
             ("residual_no_bn", True, False, "residual, no BatchNorm"))
-_RATIO_KEYS = {"first_last_ratio_init": "at initialization (step 0)",
-               "first_last_ratio_median": "median over the logged steps"}
+# the ratio of relative norms ||g||/||w||, which the flags read (its neutral value is 1)
+_RATIO_KEYS = {"relative_first_last_ratio_init": "at initialization (step 0)",
+               "relative_first_last_ratio_median": "median over the logged steps"}
 
 
 def study_figure_size(name: str, panels: int = 1) -> tuple[int, int]:
@@ -159,7 +160,8 @@ def _plot_by_depth(ax, points: dict[int, list[float]], linestyle: str, **style) 
 
 
 def plot_gradient_ratio(results: dict, path: str) -> str:
-    """First/last conv gradient-norm ratio against depth: at step 0, and median over training.
+    """First/last conv ratio of relative gradient norms ``||g||/||w||`` against depth: at
+    step 0, and median over training (the ratio the flags read).
 
     One line per family (plain dashed, residual solid; BatchNorm blue, no
     BatchNorm red) through the median over seeds, each seed a small dot. The
@@ -176,7 +178,7 @@ def plot_gradient_ratio(results: dict, path: str) -> str:
                    for family, residual, batch_norm, _ in FAMILIES} for key in _RATIO_KEYS}
     values = require([v for per_family in found.values() for points in per_family.values()
                        for seeds in points.values() for v in seeds],
-                      "a finite first/last gradient-norm ratio")
+                      "a finite first/last relative gradient-norm ratio")
     low = min(values + [vanishing]) / 5
     high = max(values + [exploding]) * 5
     figure = _new_figure("gradient_ratio")
@@ -194,9 +196,11 @@ def plot_gradient_ratio(results: dict, path: str) -> str:
                                marker="o" if residual else "s", label=label,
                                color="tab:blue" if batch_norm else "tab:red")
         ax.set(yscale="log", ylim=(low, high), xticks=depths)
-        decorate(ax, title, "depth (layers)", None if key != "first_last_ratio_init" else
-                  "first / last conv gradient norm", legend=8 if ax is axes[1] else None, size=10)
-    figure.suptitle("Gradient flow: input-side against output-side gradient norm", fontsize=11)
+        decorate(ax, title, "depth (layers)", None if key != "relative_first_last_ratio_init"
+                 else "first / last conv ||g|| / ||w||", legend=8 if ax is axes[1] else None,
+                 size=10)
+    figure.suptitle("Gradient flow: input-side against output-side relative gradient norm "
+                    "||g|| / ||w||", fontsize=11)
     return save_figure(figure, path)
 
 

@@ -254,9 +254,12 @@ def _degradation_blocks(results: dict, figures: dict, used: set) -> list[tuple]:
 
 def _gradient_blocks(results: dict, figures: dict, used: set) -> list[tuple]:
     blocks = section("Gradient flow", "Per-layer gradient norms were logged during training. "
-                      "The first/last ratio compares the first conv layer's gradient norm with "
-                      "the last conv layer's: far below 1 the input side learns slowly "
-                      "(vanishing), far above 1 it gets the larger updates (exploding).",
+                      "The first/last ratio compares the first conv layer's gradient with the "
+                      "last conv layer's, each relative to its weights (||g||/||w||, the "
+                      "fraction a step moves the layer; raw norms grow with a layer's size): "
+                      "far below 1 the input side learns slowly (vanishing), far above 1 it "
+                      "gets the larger updates (exploding). The flags read the relative "
+                      "ratio; the table gives both.",
                       figures, ("gradient_ratio", "gradient_profiles_init", "grad_norm_heatmap"),
                       used)
     rows = [[c["name"], *(num((c.get("gradient") or {}).get(k)) for k in _GRADIENT_COLUMNS),
