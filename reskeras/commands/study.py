@@ -78,11 +78,17 @@ def add_parser(subparsers, name: str) -> None:
                         help="model name under --export-base (default: reskeras-study-DATASET)")
     parser.add_argument("--strategy", choices=("auto", "cpu", "gpu", "mirrored", "multiworker",
                                                "tpu"), help="where the cells train")
+    parser.add_argument("--judge-again", action="store_true",
+                        help="judge the finished study in --out again with this version's "
+                             "rules: no training, no measurement; the previous verdict and "
+                             "report are kept under --out/judgments/")
 
 
 def run_study(args: argparse.Namespace) -> int:
     from reskeras.study.run import StudyConfig, run_study as run
 
+    if args.judge_again:
+        return _judge_again(args)
     if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds must be a positive integer. Received: seeds={args.seeds}")
     if args.first_seed < 0:
@@ -117,6 +123,17 @@ def run_study(args: argparse.Namespace) -> int:
     if export_name:
         _export_best(results, config, args.export_base, export_name)
     sys.stdout.flush()
+    return 0
+
+
+def _judge_again(args: argparse.Namespace) -> int:
+    from reskeras.study.analyses import judge_again
+
+    if args.out is None:
+        raise UsageError("--judge-again needs --out, the study to judge. Received: out=None")
+    results = judge_again(args.out, log=lambda *a, **k: print(*a, **k))
+    print(f"\n{results['verdict']['answer']}\n")
+    print(f"report: {args.out}/report.html  (also report.md, figures/, verdict.json)")
     return 0
 
 

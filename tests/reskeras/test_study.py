@@ -425,6 +425,16 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
             if "deltaorth" not in str(p)} == mtimes
     assert [t["reused"] for t in grown["timings"]["cells"].values()] == [True] * 3 + [False]
     assert json.loads((out / "study.json").read_text())["interventions"] == ["dirac", "deltaorth"]
+    # judged again with the same rules: the same verdict; the previous judgment kept as it was
+    before = (out / "verdict.json").read_text()
+    assert main(["study", "--judge-again", "--out", str(out)]) == 0
+    assert json.loads((out / "verdict.json").read_text()) == json.loads(before)
+    kept = list((out / "judgments").iterdir())
+    assert len(kept) == 1 and sorted(p.name for p in kept[0].iterdir()) == [
+        "report.html", "report.md", "results.json", "verdict.json"]
+    assert (kept[0] / "verdict.json").read_text() == before
+    assert main(["study", "--judge-again", "--out", str(tmp_path / "none")]) == 2
+    assert not (tmp_path / "none").exists()
     # --export-base: the cell with the lowest test error becomes a verified SavedModel
     exported = _export_best(again, config, str(tmp_path / "exports"), "digits-study")
     best = min(again["cells"], key=lambda c: c["final_test_error"])
