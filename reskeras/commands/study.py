@@ -127,7 +127,7 @@ def run_study(args: argparse.Namespace) -> int:
 
 
 def _judge_again(args: argparse.Namespace) -> int:
-    from reskeras.study.analyses import judge_again
+    from reskeras.study.run import judge_again
 
     if args.out is None:
         raise UsageError("--judge-again needs --out, the study to judge. Received: out=None")

@@ -31,7 +31,6 @@ training-mode passes that change no weight, as the shattering analysis does.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import numpy as np
@@ -370,49 +369,4 @@ def judge(config, results: dict, timings: dict | None = None) -> dict:
     rundir.write_json(rundir.path(config.out, "results.json"), results)
     rundir.write_json(rundir.path(config.out, "verdict.json"), results["verdict"])
     return results
-
-
-JUDGMENTS_DIR = "judgments"
-_JUDGMENT_FILES = ("results.json", "verdict.json", "report.md", "report.html")
-
-
-def judge_again(out: str, *, log=print) -> dict:
-    """Judges a finished study again with the installed rules: no training, no measurement.
-
-    The study's ``results.json`` keeps every measured number; each cell's layer responses
-    are read again from its run (a record that studies before them did not summarize),
-    then :func:`judge` writes the verdict, figures and report anew. The previous
-    judgment files are kept, unchanged, under ``STUDY_DIR/judgments/<UTC time>/``. A
-    measurement the study did not take leaves the hypotheses that need it inconclusive,
-    with the reason.
-
-    Raises:
-        ValueError: ``out`` holds no finished study (no ``study.json`` or ``results.json``).
-    """
-    import tensorflow as tf
-    from reskeras.study.measures.responses import response_summary
-    from reskeras.study.run import StudyConfig
-
-    files = {name: rundir.path(out, name) for name in ("study.json", "results.json")}
-    missing = [name for name, path in files.items() if not tf.io.gfile.exists(path)]
-    if missing:
-        raise ValueError(f"`out` must hold a finished study (its {' and '.join(missing)} is "
-                         f"missing). Received: out={out!r}")
-    saved = rundir.read_json(files["study.json"])
-    known = {f.name for f in dataclasses.fields(StudyConfig)}
-    config = StudyConfig(**{k: v for k, v in saved.items() if k in known})
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    kept = rundir.path(rundir.path(out, JUDGMENTS_DIR), stamp)
-    tf.io.gfile.makedirs(kept)
-    for name in _JUDGMENT_FILES:
-        if tf.io.gfile.exists(rundir.path(out, name)):
-            tf.io.gfile.copy(rundir.path(out, name), rundir.path(kept, name))
-    results = rundir.read_json(files["results.json"])
-    for cell in results["cells"]:
-        cell["responses"] = response_summary(rundir.path(out, cell["run_dir"])) \
-            if cell["status"] == "finished" else None
-    results.setdefault("sweep_depths", [])
-    results.setdefault("shattering_controls", None)
-    log(f"judged again; the previous judgment is kept in {kept}")
-    return judge(config, results)
 

@@ -40,7 +40,7 @@ import time
 
 from reskeras import rundir
 from reskeras.preprocessing import check_int
-from reskeras.study.analyses import analyse
+from reskeras.study.analyses import analyse, judge
 from reskeras.study.cells import CONDITIONING, INTERVENTION_TWINS, INTERVENTIONS, LR_SWEEP, Cell
 # the cell-level steps, also importable from here (benchmarks/study_time.py runs older trees)
 from reskeras.study.training import (base_steps, cell_dir, cell_results, cell_timing,
@@ -337,6 +337,50 @@ def run_study(config: StudyConfig, *, log=print, verbose: int = 0) -> dict:
     return results
 
 
-__all__ = ["ANALYSES", "PRESETS", "QUICK_INTERVENTIONS", "StudyConfig", "base_steps", "cell_dir", "cell_results",
-           "cell_timing", "check_study_dir", "converge_cell", "grid", "run_study", "train_cell",
-           "training_order"]
+JUDGMENTS_DIR = "judgments"
+_JUDGMENT_FILES = ("results.json", "verdict.json", "report.md", "report.html")
+
+
+def judge_again(out: str, *, log=print) -> dict:
+    """Judges a finished study again with the installed rules: no training, no measurement.
+
+    The study's ``results.json`` keeps every measured number; each cell's layer responses
+    are read again from its run (a record that studies before them did not summarize),
+    then :func:`reskeras.study.analyses.judge` writes the verdict, figures and report anew. The previous
+    judgment files are kept, unchanged, under ``STUDY_DIR/judgments/<UTC time>/``. A
+    measurement the study did not take leaves the hypotheses that need it inconclusive,
+    with the reason.
+
+    Raises:
+        ValueError: ``out`` holds no finished study (no ``study.json`` or ``results.json``).
+    """
+    import tensorflow as tf
+    from reskeras.study.measures.responses import response_summary
+
+    files = {name: rundir.path(out, name) for name in ("study.json", "results.json")}
+    missing = [name for name, path in files.items() if not tf.io.gfile.exists(path)]
+    if missing:
+        raise ValueError(f"`out` must hold a finished study (its {' and '.join(missing)} is "
+                         f"missing). Received: out={out!r}")
+    saved = rundir.read_json(files["study.json"])
+    known = {f.name for f in dataclasses.fields(StudyConfig)}
+    config = StudyConfig(**{k: v for k, v in saved.items() if k in known})
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    kept = rundir.path(rundir.path(out, JUDGMENTS_DIR), stamp)
+    tf.io.gfile.makedirs(kept)
+    for name in _JUDGMENT_FILES:
+        if tf.io.gfile.exists(rundir.path(out, name)):
+            tf.io.gfile.copy(rundir.path(out, name), rundir.path(kept, name))
+    results = rundir.read_json(files["results.json"])
+    for cell in results["cells"]:
+        cell["responses"] = response_summary(rundir.path(out, cell["run_dir"])) \
+            if cell["status"] == "finished" else None
+    results.setdefault("sweep_depths", [])
+    results.setdefault("shattering_controls", None)
+    log(f"judged again; the previous judgment is kept in {kept}")
+    return judge(config, results)
+
+
+__all__ = ["ANALYSES", "JUDGMENTS_DIR", "PRESETS", "QUICK_INTERVENTIONS", "StudyConfig",
+           "base_steps", "cell_dir", "cell_results", "cell_timing", "check_study_dir",
+           "converge_cell", "grid", "judge_again", "run_study", "train_cell", "training_order"]
