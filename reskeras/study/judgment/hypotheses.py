@@ -75,15 +75,6 @@ def combine(values) -> bool | str | None:
     return known.pop() if len(known) == 1 else "inconclusive"
 
 
-def _verdict(values) -> str:
-    return {True: "supported", False: "refuted"}.get(combine(values), "inconclusive")
-
-
-def _mean(values) -> float | None:
-    finite = [v for v in values if v is not None and np.isfinite(v)]
-    return float(np.mean(finite)) if finite else None
-
-
 def _vanishing(results: dict, flags: dict, batch_norm: bool) -> tuple[dict, dict, str]:
     """``vanishing_gradients`` (BN) or ``vanishing_gradients_no_bn``: in the family whose
     deepest plain net degraded, supported when its vanishing flag (the interval of log10 of
