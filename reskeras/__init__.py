@@ -15,9 +15,9 @@ from reskeras import _cpu_kernels  # noqa: F401  (must run before TensorFlow is 
 from reskeras import _quiet  # noqa: F401  (must run before TensorFlow is imported)
 from reskeras._backend import require_tensorflow_backend
 from reskeras.builders import build, build_model, build_plain, build_resnet
-from reskeras.initializers import Dirac
+from reskeras.initializers import Dirac, ScaledDeltaOrthogonal
 from reskeras.layers import (BranchScale, FusedBatchNormalization, NegativeInfinityPadding2D,
-                             ZeroPadShortcut)
+                             PerLocationNormalization, ShapedLeakyReLU, ZeroPadShortcut)
 from reskeras.specs import ArchSpec, get_spec, list_models, resolve_spec, scale
 
 __version__ = "0.3.0"
@@ -28,6 +28,9 @@ __all__ = [
     "Dirac",
     "FusedBatchNormalization",
     "NegativeInfinityPadding2D",
+    "PerLocationNormalization",
+    "ScaledDeltaOrthogonal",
+    "ShapedLeakyReLU",
     "ZeroPadShortcut",
     "build",
     "build_model",

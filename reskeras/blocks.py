@@ -15,6 +15,10 @@ Choices that differ between frameworks, made explicit here:
 * Convs use ``he_normal`` (He et al. 2015, fan-in), or with ``spec.init="dirac"``
   the identity plus scaled He noise (:mod:`reskeras.initializers`), and no bias
   when a BN follows; without BN (``batch_norm=False``) they have a bias.
+* ``spec.kernel_shaping="tat"`` (plain CIFAR v1 nets without BN): the input goes
+  through per-location normalization (``stem_pln``), every conv starts delta
+  scaled-orthogonal with a zero bias, and every ReLU becomes TAT's leaky ReLU shaped for
+  the net's depth by ``dks`` (:mod:`reskeras.kernel_shaping`), under the same layer name.
 * ``spec.branch_scale`` puts a learnable scalar (``reskeras.layers.BranchScale``,
   ``stage{s}_block{b}_scale``) on each residual branch just before the add.
 * ``spec.init="fixup"`` (residual v1 nets without BN) wires each block after Fixup
@@ -52,8 +56,10 @@ from __future__ import annotations
 from reskeras._backend import keras
 
 from reskeras.initializers import conv_initializer
+from reskeras.kernel_shaping import tat_leaky_relu
 from reskeras.layers import (BranchScale, FusedBatchNormalization, NegativeInfinityPadding2D,
-                             ScalarBias, ZeroPadShortcut)
+                             PerLocationNormalization, ScalarBias, ShapedLeakyReLU,
+                             ZeroPadShortcut)
 from reskeras.specs import EXPANSION, ArchSpec
 
 BN_MOMENTUM = 0.9
@@ -99,19 +105,29 @@ def batch_norm(x, name: str, spec: ArchSpec, zero_gamma: bool = False):
         gamma_initializer="zeros" if zero_gamma else "ones", name=name)(x)
 
 
-def relu(x, name: str):
+def relu(x, name: str, spec: ArchSpec):
+    """A ReLU, or TAT's shaped leaky ReLU under ``kernel_shaping="tat"`` (same name)."""
+    if spec.kernel_shaping == "tat":
+        negative_slope, output_scale = tat_leaky_relu(spec)
+        return ShapedLeakyReLU(negative_slope, output_scale, name=name)(x)
     return keras.layers.ReLU(name=name)(x)
 
 
 def stem(x, spec: ArchSpec):
-    """CIFAR: 3x3 conv. ImageNet: 7x7/2 conv then 3x3/2 max pool. v1 adds BN-ReLU."""
+    """CIFAR: 3x3 conv. ImageNet: 7x7/2 conv then 3x3/2 max pool. v1 adds BN-ReLU.
+
+    Under ``kernel_shaping="tat"`` the input first goes through per-location normalization
+    (``stem_pln``), which TAT's q values assume.
+    """
+    if spec.kernel_shaping == "tat":
+        x = PerLocationNormalization(name="stem_pln")(x)
     if spec.family == "cifar":
         x = conv(x, spec.stem_width, 3, 1, "stem_conv", spec)
     else:
         x = conv(x, spec.stem_width, 7, 2, "stem_conv", spec)
     if spec.version == "v1":
         x = batch_norm(x, "stem_bn", spec)
-        x = relu(x, "stem_relu")
+        x = relu(x, "stem_relu", spec)
     if spec.family == "imagenet":
         x = max_pool(x, spec, after_relu=spec.version == "v1")
     return x
@@ -160,10 +176,10 @@ def block(x, width: int, strides: int, spec: ArchSpec, prefix: str):
             y = conv(y, filters, kernel, stride, f"{prefix}_conv{k}", spec)
             y = batch_norm(y, f"{prefix}_bn{k}", spec, zero_gamma=zero_last and k == last)
             if k < last:
-                y = relu(y, f"{prefix}_relu{k}")
+                y = relu(y, f"{prefix}_relu{k}", spec)
         else:
             y = batch_norm(y, f"{prefix}_bn{k}", spec, zero_gamma=zero_last and k == last)
-            y = relu(y, f"{prefix}_relu{k}")
+            y = relu(y, f"{prefix}_relu{k}", spec)
             if k == 1:
                 preact = y
             y = conv(y, filters, kernel, stride, f"{prefix}_conv{k}", spec)
@@ -173,7 +189,7 @@ def block(x, width: int, strides: int, spec: ArchSpec, prefix: str):
         identity = shortcut(x, preact, layout[-1][0], strides, spec, prefix)
         y = keras.layers.Add(name=f"{prefix}_add")([y, identity])
     if spec.version == "v1":
-        return relu(y, f"{prefix}_out")
+        return relu(y, f"{prefix}_out", spec)
     return keras.layers.Identity(name=f"{prefix}_out")(y)
 
 
@@ -193,14 +209,14 @@ def _fixup_block(x, layout, strides: int, spec: ArchSpec, prefix: str):
         y = conv(y, filters, kernel, stride, f"{prefix}_conv{k}", spec,
                  kernel_initializer="zeros" if last else inner, use_bias=False)
         if not last:
-            y = relu(ScalarBias(name=f"{prefix}_bias{k}b")(y), f"{prefix}_relu{k}")
+            y = relu(ScalarBias(name=f"{prefix}_bias{k}b")(y), f"{prefix}_relu{k}", spec)
     y = BranchScale(1.0, name=f"{prefix}_scale")(y)
     y = ScalarBias(name=f"{prefix}_bias{convs}b")(y)
     identity = shortcut(shifted, None, layout[-1][0], strides, spec, prefix)
     if identity is shifted:  # Fixup adds the raw input when the shortcut is the identity
         identity = x
     y = keras.layers.Add(name=f"{prefix}_add")([y, identity])
-    return relu(y, f"{prefix}_out")
+    return relu(y, f"{prefix}_out", spec)
 
 
 def stages(x, spec: ArchSpec):
@@ -210,5 +226,5 @@ def stages(x, spec: ArchSpec):
             x = block(x, width, 2 if (s > 1 and b == 1) else 1, spec, f"stage{s}_block{b}")
     if spec.version == "v2":
         x = batch_norm(x, "head_bn", spec)
-        x = relu(x, "head_relu")
+        x = relu(x, "head_relu", spec)
     return x

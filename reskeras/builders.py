@@ -9,7 +9,6 @@ initialization, so plain and residual twins are compared from the same recipe.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from typing import Any, Callable
 
@@ -17,7 +16,7 @@ from reskeras._backend import keras
 
 from reskeras import blocks
 from reskeras.layers import ScalarBias
-from reskeras.specs import ArchSpec, get_spec, resolve_spec, scale
+from reskeras.specs import ArchSpec, get_spec, override, resolve_spec, scale
 
 _DEFAULT_INPUT = {"cifar": (32, 32, 3), "imagenet": (224, 224, 3)}
 _DEFAULT_CLASSES = {"cifar": 10, "imagenet": 1000}
@@ -145,10 +144,11 @@ def build(spec: ArchSpec, *, include_top: bool = True, input_tensor=None, input_
 
 def build_resnet(depth: int, *, family: str | None = None, block: str | None = None,
                  width: int | None = None, version: str = "v1", shortcut: str | None = None,
-                 residual: bool = True, batch_norm: bool = True,
+                 residual: bool = True, batch_norm: bool | None = None,
                  zero_init_residual: bool = False, padding: str = "symmetric",
-                 init: str = "he_normal", init_noise: float = 0.1,
-                 branch_scale: float | None = None, include_top: bool = True,
+                 init: str | None = None, init_noise: float = 0.1,
+                 branch_scale: float | None = None, kernel_shaping: str | None = None,
+                 include_top: bool = True,
                  input_tensor=None, input_shape=None, pooling: str | None = None,
                  classes: int | None = None,
                  classifier_activation: str | Callable | None = "softmax",
@@ -172,24 +172,35 @@ def build_resnet(depth: int, *, family: str | None = None, block: str | None = N
             where the shape changes) or ``"C"`` (projection everywhere);
             ``None`` means A for CIFAR and B for ImageNet.
         residual: ``False`` drops every shortcut and add (the plain twin).
-        batch_norm: ``False`` drops BatchNorm (convs get a bias).
+        batch_norm: ``False`` drops BatchNorm (convs get a bias). ``None`` means
+            True, or False with ``kernel_shaping="tat"``.
         zero_init_residual: start each residual branch at zero by zeroing its
             last BN gamma (Goyal et al. 2017). Needs residual and BN.
         padding: ``"symmetric"`` pads strided convs and the ImageNet stem pool
             on both sides as Torch, torchvision, timm and keras.applications
             do (needed for their weights); ``"tf_same"`` uses TensorFlow's
             ``padding="same"`` (bottom/right only for even inputs).
-        init: ``"he_normal"``, ``"dirac"`` (every conv starts as the identity
+        init: ``None`` (``"he_normal"``, or ``"delta_scaled_orthogonal"`` with
+            ``kernel_shaping="tat"``), ``"he_normal"``, ``"dirac"`` (every conv starts as the identity
             on its first channels plus ``init_noise`` x He noise; DiracNets),
             ``"dirac_permuted"`` (the same, output channels permuted by a random
             cycle: orthogonal, far from the identity) or ``"delta_orthogonal"``
-            (sqrt(2) x a random orthogonal centre tap; Xiao et al. 2018) or
+            (sqrt(2) x a random orthogonal centre tap; Xiao et al. 2018),
+            ``"delta_scaled_orthogonal"`` (an orthogonal centre tap times
+            ``max(sqrt(c_out / c_in), 1)``: DKS/TAT's kernels) or
             ``"fixup"`` (Zhang et al. 2019: residual nets without BN; branches
             start at 0 with scalar biases and a multiplier, see
             :mod:`reskeras.blocks`).
         init_noise: noise scale of the Dirac inits (default 0.1 of He's).
         branch_scale: ``None`` or the starting value of a learnable scalar on
             each residual branch (0 is SkipInit, De & Smith 2020).
+        kernel_shaping: ``None`` or ``"tat"``: a plain CIFAR v1 net with no
+            shortcut and no BatchNorm that trains deep by Tailored Activation
+            Transformation (Zhang, Botev & Martens 2022): per-location normalized
+            input, delta scaled-orthogonal kernels with zero biases, and a leaky
+            ReLU shaped for the depth by DeepMind's ``dks`` (C(0) = 0.9). Needs
+            ``residual=False`` (use :func:`build_plain`) and at least 13 activations
+            in sequence (plain-14 or deeper). See docs/kernel_shaping.md.
         include_top: end with global average pooling and a ``classes``-way
             ``predictions`` layer.
         input_tensor: optional Keras or backend tensor to build on.
@@ -223,7 +234,8 @@ def build_resnet(depth: int, *, family: str | None = None, block: str | None = N
     spec = resolve_spec(depth, family=family, block=block, width=width, version=version,
                         shortcut=shortcut, residual=residual, batch_norm=batch_norm,
                         zero_init_residual=zero_init_residual, padding=padding, init=init,
-                        init_noise=init_noise, branch_scale=branch_scale)
+                        init_noise=init_noise, branch_scale=branch_scale,
+                        kernel_shaping=kernel_shaping)
     return build(spec, include_top=include_top, input_tensor=input_tensor,
                  input_shape=input_shape, pooling=pooling, classes=classes,
                  classifier_activation=classifier_activation, name=name, weights=weights,
@@ -233,13 +245,14 @@ def build_resnet(depth: int, *, family: str | None = None, block: str | None = N
 def build_plain(depth: int, **kwargs) -> keras.Model:
     """The plain twin of :func:`build_resnet`: same layers and names, no shortcuts.
 
-    Takes every argument of :func:`build_resnet` except ``residual``.
+    Takes every argument of :func:`build_resnet` except ``residual``;
+    ``kernel_shaping="tat"`` gives the shaped plain net of TAT (no BatchNorm either).
 
     Example:
 
     >>> from reskeras import build_plain
-    >>> build_plain(56).name
-    'plain56'
+    >>> build_plain(56).name, build_plain(20, input_shape=(8, 8, 1), kernel_shaping="tat").name
+    ('plain56', 'plain20_tat')
     """
     if "residual" in kwargs:
         raise TypeError("build_plain() takes no `residual` argument (it is always False). "
@@ -248,7 +261,7 @@ def build_plain(depth: int, **kwargs) -> keras.Model:
 
 
 _ARCH_OVERRIDES = ("version", "shortcut", "batch_norm", "zero_init_residual", "padding", "init",
-                   "init_noise", "branch_scale")
+                   "init_noise", "branch_scale", "kernel_shaping")
 
 
 def build_model(spec_or_name: ArchSpec | str | dict[str, Any], *, depth: int | None = None,
@@ -261,8 +274,10 @@ def build_model(spec_or_name: ArchSpec | str | dict[str, Any], *, depth: int | N
             a run's config.json).
         depth, width: rescale the spec (:func:`reskeras.specs.scale`).
         **kwargs: ``version``, ``shortcut``, ``batch_norm``,
-            ``zero_init_residual``, ``padding``, ``init``, ``init_noise`` or
-            ``branch_scale`` to override the spec, plus any of the
+            ``zero_init_residual``, ``padding``, ``init``, ``init_noise``,
+            ``branch_scale`` or ``kernel_shaping`` to override the spec (with
+            ``kernel_shaping="tat"``, ``batch_norm`` and ``init`` follow it unless
+            given), plus any of the
             ``keras.applications``-style arguments of :func:`build_resnet`.
 
     Example:
@@ -282,6 +297,5 @@ def build_model(spec_or_name: ArchSpec | str | dict[str, Any], *, depth: int | N
                         f"Received: spec_or_name={spec_or_name!r}")
     overrides = {key: kwargs.pop(key) for key in _ARCH_OVERRIDES if key in kwargs}
     overrides = {key: value for key, value in overrides.items() if value is not None}
-    if overrides:
-        spec = dataclasses.replace(spec, **overrides)
+    spec = override(spec, **overrides)
     return build(scale(spec, depth=depth, width=width), **kwargs)

@@ -156,6 +156,36 @@ class DeltaOrthogonal(keras.initializers.Initializer):
         return {"gain": self.gain, "seed": self._seed}
 
 
+@keras.saving.register_keras_serializable(package="reskeras")
+class ScaledDeltaOrthogonal(DeltaOrthogonal):
+    """Delta scaled-uniform-orthogonal kernel (DKS/TAT; Martens et al. 2021).
+
+    :class:`DeltaOrthogonal` with gain 1 times ``max(sqrt(c_out / c_in), 1)``, the rescaling
+    of ``dks``'s ``stateless_scaled_uniform_orthogonal(..., delta=True)``: a conv that
+    widens the net keeps the mean squared activation (the q value) of its input instead
+    of spreading it thin. Used with zero biases, no BatchNorm and TAT's shaped leaky ReLU
+    (``kernel_shaping="tat"``, :mod:`reskeras.kernel_shaping`).
+
+    Example:
+
+    >>> import numpy as np
+    >>> centre = np.asarray(ScaledDeltaOrthogonal(seed=0)((3, 3, 2, 8)))[1, 1]
+    >>> np.allclose(centre @ centre.T, 4 * np.eye(2), atol=1e-5)
+    True
+    """
+
+    def __init__(self, seed=None):
+        super().__init__(gain=1.0, seed=seed)
+
+    def __call__(self, shape, dtype=None):
+        height, width, inputs, outputs = _conv_shape("ScaledDeltaOrthogonal", shape)
+        kernel = super().__call__(shape, dtype=dtype)
+        return kernel * max((outputs / inputs) ** 0.5, 1.0)
+
+    def get_config(self):
+        return {"seed": self._seed}
+
+
 def conv_initializer(init: str, init_noise: float):
     """What ``reskeras.blocks`` passes as ``kernel_initializer``."""
     if init == "dirac":
@@ -164,8 +194,10 @@ def conv_initializer(init: str, init_noise: float):
         return PermutedDirac(noise=init_noise)
     if init == "delta_orthogonal":
         return DeltaOrthogonal()
+    if init == "delta_scaled_orthogonal":
+        return ScaledDeltaOrthogonal()
     return "he_normal"  # he_normal, and fixup outside its residual branches (reskeras.blocks)
 
 
 __all__ = ["DEFAULT_INIT_NOISE", "DeltaOrthogonal", "Dirac", "INITIALIZERS", "PermutedDirac",
-           "conv_initializer"]
+           "ScaledDeltaOrthogonal", "conv_initializer"]

@@ -142,7 +142,7 @@ class NegativeInfinityPadding2D(keras.layers.ZeroPadding2D):
     Example:
 
     >>> import numpy as np
-    >>> NegativeInfinityPadding2D(1)(-np.ones((1, 1, 1, 1), "float32")).numpy().min()
+    >>> NegativeInfinityPadding2D(1)(-np.ones((1, 1, 1, 1), "float32")).numpy().min().item()
     -inf
     """
 
@@ -197,3 +197,90 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         self.moving_variance.assign(self.moving_variance * momentum
                                     + variance * (1.0 - momentum))
         return tf.cast(y, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="reskeras")
+class ShapedLeakyReLU(keras.layers.Layer):
+    """``y = output_scale * leaky_relu(x, negative_slope)``: TAT's transformed activation.
+
+    Tailored Activation Transformation (Zhang, Botev & Martens 2022) shapes a leaky ReLU
+    for the depth of the net it sits in. The two numbers come from DeepMind's ``dks``
+    library at build time (:mod:`reskeras.kernel_shaping`) and live in the layer's config,
+    so a saved model needs neither ``dks`` nor a ``Lambda`` layer to load.
+
+    Args:
+        negative_slope: slope for ``x < 0`` (in [0, 1]).
+        output_scale: factor on the output (> 0).
+
+    Example:
+
+    >>> import numpy as np
+    >>> ShapedLeakyReLU(0.5, 2.0)(np.array([[-1.0, 3.0]], "float32")).numpy().tolist()
+    [[-1.0, 6.0]]
+    """
+
+    def __init__(self, negative_slope: float, output_scale: float, **kwargs):
+        super().__init__(**kwargs)
+        for arg, value, low, high in (("negative_slope", negative_slope, 0.0, 1.0),
+                                      ("output_scale", output_scale, 0.0, float("inf"))):
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not (low <= value <= high) or (arg == "output_scale" and value == 0)):
+                bounds = "in [0, 1]" if arg == "negative_slope" else "> 0"
+                raise ValueError(f"`{arg}` must be a number {bounds}. Received: {arg}={value!r}")
+        self.negative_slope = float(negative_slope)
+        self.output_scale = float(output_scale)
+
+    def call(self, inputs):
+        return ops.leaky_relu(inputs, negative_slope=self.negative_slope) * ops.cast(
+            self.output_scale, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "negative_slope": self.negative_slope,
+                "output_scale": self.output_scale}
+
+
+@keras.saving.register_keras_serializable(package="reskeras")
+class PerLocationNormalization(keras.layers.Layer):
+    """Per-location normalization (PLN; Martens et al. 2021, DKS §"Uniform q values").
+
+    Appends a homogeneous channel of ``homog_scale`` to every pixel, then divides each
+    pixel's channel vector by its root mean square, so that every location enters the
+    net with a mean squared value of exactly 1 (the q value DKS and TAT assume). The
+    appended channel keeps the information a plain normalization would lose (an all-zero
+    pixel stays distinguishable). The same formula as
+    ``dks.tensorflow.data_preprocessing.per_location_normalization`` with
+    ``homog_mode="one"`` (tested side by side); inside the model, so serving gets it too.
+
+    Args:
+        homog_scale: value of the appended channel (dks's default is 1).
+
+    Example:
+
+    >>> import numpy as np
+    >>> y = PerLocationNormalization()(np.zeros((1, 2, 2, 3), "float32")).numpy()
+    >>> y.shape, y[0, 0, 0].tolist()
+    ((1, 2, 2, 4), [0.0, 0.0, 0.0, 2.0])
+    """
+
+    def __init__(self, homog_scale: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        if (isinstance(homog_scale, bool) or not isinstance(homog_scale, (int, float))
+                or not homog_scale > 0):
+            raise ValueError(f"`homog_scale` must be a number > 0. "
+                             f"Received: homog_scale={homog_scale!r}")
+        self.homog_scale = float(homog_scale)
+
+    def call(self, inputs):
+        homog = ops.full_like(inputs[..., :1], self.homog_scale)
+        x = ops.concatenate([inputs, homog], axis=-1)
+        return x / ops.sqrt(ops.mean(ops.square(x), axis=-1, keepdims=True))
+
+    def compute_output_shape(self, input_shape):
+        channels = input_shape[-1]
+        return (*input_shape[:-1], None if channels is None else channels + 1)
+
+    def get_config(self):
+        return {**super().get_config(), "homog_scale": self.homog_scale}

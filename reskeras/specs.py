@@ -32,7 +32,11 @@ SHORTCUTS = ("A", "B", "C")
 # only way published weights compute what they were trained to). "tf_same": TensorFlow's
 # padding="same", which for even inputs pads only bottom/right (same shapes, other function).
 PADDINGS = ("symmetric", "tf_same")
-INITS = ("he_normal", "dirac", "dirac_permuted", "delta_orthogonal", "fixup")
+INITS = ("he_normal", "dirac", "dirac_permuted", "delta_orthogonal", "delta_scaled_orthogonal",
+         "fixup")
+# Kernel shaping of plain nets without BN (reskeras.kernel_shaping): None or "tat".
+KERNEL_SHAPINGS = (None, "tat")
+_TAT_INIT = "delta_scaled_orthogonal"
 # Spec configs written before reskeras recorded `padding` were built with TensorFlow's "same".
 LEGACY_PADDING = "tf_same"
 
@@ -92,7 +96,10 @@ class ArchSpec:
             with the output channels permuted by a random cycle
             (:class:`~reskeras.initializers.PermutedDirac`), or
             ``"delta_orthogonal"``: sqrt(2) x a random orthogonal centre tap
-            (Xiao et al. 2018; :class:`~reskeras.initializers.DeltaOrthogonal`), or
+            (Xiao et al. 2018; :class:`~reskeras.initializers.DeltaOrthogonal`),
+            ``"delta_scaled_orthogonal"``: a random orthogonal centre tap times
+            ``max(sqrt(c_out / c_in), 1)`` (DKS/TAT's kernels;
+            :class:`~reskeras.initializers.ScaledDeltaOrthogonal`), or
             ``"fixup"`` (Zhang et al. 2019; residual nets without BN, v1): the
             last conv of each branch starts at 0, the others at He x
             ``L ** (-1 / (2m - 2))`` (``L`` blocks of ``m`` convs), scalar biases
@@ -101,6 +108,11 @@ class ArchSpec:
         init_noise: the noise scale of the two Dirac inits (ignored otherwise).
         branch_scale: ``None``, or the starting value of a learnable scalar
             multiplying each residual branch (0 is SkipInit; residual nets only).
+        kernel_shaping: ``None``, or ``"tat"``: a plain CIFAR v1 net shaped by
+            Tailored Activation Transformation (Zhang et al. 2022): no BatchNorm,
+            ``init="delta_scaled_orthogonal"``, zero biases, per-location normalization
+            of the input and a leaky ReLU shaped for the depth by ``dks``
+            (:mod:`reskeras.kernel_shaping`).
     """
 
     family: str
@@ -117,6 +129,7 @@ class ArchSpec:
     init: str = "he_normal"
     init_noise: float = 0.1
     branch_scale: float | None = None
+    kernel_shaping: str | None = None
 
     def __post_init__(self):
         _check_choice("family", self.family, FAMILIES)
@@ -158,6 +171,16 @@ class ArchSpec:
                 "branch_scale=None (it has its own branch multiplier). Received: "
                 f"residual={self.residual}, batch_norm={self.batch_norm}, "
                 f"version={self.version!r}, branch_scale={self.branch_scale!r}")
+        _check_choice("kernel_shaping", self.kernel_shaping, KERNEL_SHAPINGS)
+        if self.kernel_shaping == "tat" and (
+                self.residual or self.batch_norm or self.init != _TAT_INIT
+                or self.family != "cifar" or self.version != "v1"):
+            raise ValueError(
+                "`kernel_shaping='tat'` shapes plain CIFAR v1 nets without normalization "
+                f"(Zhang et al. 2022): it needs residual=False, batch_norm=False, "
+                f"init={_TAT_INIT!r}, family='cifar' and version='v1'. Received: "
+                f"residual={self.residual}, batch_norm={self.batch_norm}, init={self.init!r}, "
+                f"family={self.family!r}, version={self.version!r}")
         if self.zero_init_residual and not (self.residual and self.batch_norm):
             raise ValueError(
                 "`zero_init_residual=True` needs residual=True and batch_norm=True "
@@ -192,7 +215,9 @@ class ArchSpec:
             parts.append(self.shortcut)
         if self.widths[0] != _DEFAULTS[self.family][0]:
             parts.append(f"w{self.widths[0]}")
-        if not self.batch_norm:
+        if self.kernel_shaping is not None:  # implies no BN and its own init
+            parts.append(self.kernel_shaping)
+        elif not self.batch_norm:
             parts.append("nobn")
         if self.zero_init_residual:
             parts.append("zeroinit")
@@ -201,8 +226,10 @@ class ArchSpec:
         if self.init in ("dirac", "dirac_permuted"):
             kind = {"dirac": "dirac", "dirac_permuted": "diracperm"}[self.init]
             parts.append(kind if self.init_noise == 0.1 else f"{kind}{self.init_noise:g}")
-        elif self.init in ("delta_orthogonal", "fixup"):
-            parts.append({"delta_orthogonal": "deltaorth", "fixup": "fixup"}[self.init])
+        elif self.init in ("delta_orthogonal", "fixup") or (
+                self.init == _TAT_INIT and self.kernel_shaping is None):
+            parts.append({"delta_orthogonal": "deltaorth", "fixup": "fixup",
+                          _TAT_INIT: "scaledorth"}[self.init])
         if self.branch_scale is not None:
             parts.append(f"bs{self.branch_scale:g}")
         return "_".join(parts)
@@ -288,10 +315,11 @@ def default_family(depth: int) -> str:
 
 def resolve_spec(depth: int, *, family: str | None = None, block: str | None = None,
                  width: int | None = None, version: str = "v1", shortcut: str | None = None,
-                 residual: bool = True, batch_norm: bool = True,
+                 residual: bool = True, batch_norm: bool | None = None,
                  zero_init_residual: bool = False, padding: str = "symmetric",
-                 init: str = "he_normal", init_noise: float = 0.1,
-                 branch_scale: float | None = None) -> ArchSpec:
+                 init: str | None = None, init_noise: float = 0.1,
+                 branch_scale: float | None = None,
+                 kernel_shaping: str | None = None) -> ArchSpec:
     """Turns builder arguments into an :class:`ArchSpec`, validating each one.
 
     Args:
@@ -304,10 +332,19 @@ def resolve_spec(depth: int, *, family: str | None = None, block: str | None = N
         width: base filters of the first stage (later stages double it);
             defaults to 16 (CIFAR) or 64 (ImageNet). The stem scales with it.
         version, shortcut, residual, batch_norm, zero_init_residual, padding, init,
-            init_noise, branch_scale: see :class:`ArchSpec`; ``shortcut=None`` is A for CIFAR, B for ImageNet.
+            init_noise, branch_scale, kernel_shaping: see :class:`ArchSpec`;
+            ``shortcut=None`` is A for CIFAR, B for ImageNet; ``batch_norm=None`` and
+            ``init=None`` mean True and ``"he_normal"``, or with
+            ``kernel_shaping="tat"`` False and ``"delta_scaled_orthogonal"``.
     """
     if not _is_int(depth) or depth < 1:
         raise ValueError(f"`depth` must be a positive integer. Received: depth={depth!r}")
+    _check_choice("kernel_shaping", kernel_shaping, KERNEL_SHAPINGS)
+    shaped = kernel_shaping is not None
+    if batch_norm is None:
+        batch_norm = not shaped
+    if init is None:
+        init = _TAT_INIT if shaped else "he_normal"
     if family is None:
         family = default_family(depth)
     _check_choice("family", family, FAMILIES)
@@ -337,14 +374,24 @@ def resolve_spec(depth: int, *, family: str | None = None, block: str | None = N
                     shortcut=default_shortcut if shortcut is None else shortcut,
                     residual=bool(residual), batch_norm=bool(batch_norm),
                     zero_init_residual=bool(zero_init_residual), padding=padding, init=init,
-                    init_noise=init_noise, branch_scale=branch_scale)
+                    init_noise=init_noise, branch_scale=branch_scale,
+                    kernel_shaping=kernel_shaping)
+
+
+def override(spec: ArchSpec, **changes) -> ArchSpec:
+    """``dataclasses.replace(spec, **changes)``, where ``kernel_shaping="tat"`` brings its
+    ``batch_norm=False`` and ``init="delta_scaled_orthogonal"`` unless they are given."""
+    if changes.get("kernel_shaping") == "tat":
+        changes = {"batch_norm": False, "init": _TAT_INIT, **changes}
+    return dataclasses.replace(spec, **changes) if changes else spec
 
 
 def scale(spec: ArchSpec, *, depth: int | None = None, width: int | None = None) -> ArchSpec:
     """The same architecture at another depth and/or base width (for the tuner).
 
     Everything but the stage depths and widths is kept: family, version,
-    shortcut option, residual, BatchNorm, padding, initialization, branch scale. The block type is kept too, so a
+    shortcut option, residual, BatchNorm, padding, initialization, branch scale, kernel
+    shaping. The block type is kept too, so a
     bottleneck spec only accepts bottleneck depths.
     """
     if depth is None and width is None:
@@ -355,7 +402,7 @@ def scale(spec: ArchSpec, *, depth: int | None = None, width: int | None = None)
                         batch_norm=spec.batch_norm,
                         zero_init_residual=spec.zero_init_residual, padding=spec.padding,
                         init=spec.init, init_noise=spec.init_noise,
-                        branch_scale=spec.branch_scale)
+                        branch_scale=spec.branch_scale, kernel_shaping=spec.kernel_shaping)
 
 
 def _paper_rows() -> dict[str, ArchSpec]:

@@ -12,7 +12,7 @@ import math
 import os
 
 from reskeras.recipes import RECIPES
-from reskeras.specs import ArchSpec, get_spec, resolve_spec, scale
+from reskeras.specs import ArchSpec, get_spec, override, resolve_spec, scale
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
@@ -27,7 +27,8 @@ class TrainConfig:
         model: registry name such as ``"resnet20"`` or ``"plain56"``.
         depth: depth for ``build_resnet``/``build_plain`` (with ``plain``, ``width``,
             ``version``, ``shortcut``, ``padding``, ``init``, ``init_noise``,
-            ``branch_scale``, ``batch_norm``, ``family``; see ``reskeras.specs.ArchSpec``).
+            ``branch_scale``, ``kernel_shaping``, ``batch_norm``, ``family``; see
+            ``reskeras.specs.ArchSpec``).
         arch: an ``ArchSpec`` or its ``to_config()`` dict (the tuner passes this).
         dataset: ``"digits"`` (default, offline), ``"synthetic"``, a TFDS name or
             ``"folder:DIR"`` (recorded with DIR made absolute).
@@ -88,6 +89,7 @@ class TrainConfig:
     init: str | None = None
     init_noise: float | None = None
     branch_scale: float | None = None
+    kernel_shaping: str | None = None
     batch_norm: bool = True
     arch: dict | ArchSpec | None = None
     dataset: str = "digits"
@@ -178,14 +180,12 @@ class TrainConfig:
             return self.arch if isinstance(self.arch, ArchSpec) else ArchSpec.from_config(self.arch)
         overrides = {"version": self.version, "shortcut": self.shortcut,
                      "padding": self.padding, "init": self.init, "init_noise": self.init_noise,
-                     "branch_scale": self.branch_scale}
+                     "branch_scale": self.branch_scale, "kernel_shaping": self.kernel_shaping}
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if not self.batch_norm:
             overrides["batch_norm"] = False
         if self.model is not None:
             spec = get_spec(self.model)
-            if overrides:
-                spec = dataclasses.replace(spec, **overrides)
-            return scale(spec, width=self.width)
+            return scale(override(spec, **overrides), width=self.width)
         return resolve_spec(self.depth, family=self.family, residual=not self.plain,
                             width=self.width, **overrides)

@@ -35,6 +35,8 @@ def add_parser(subparsers, name: str) -> None:
         parser.add_argument("--version", choices=VERSIONS, help="v1 or v2 (pre-activation)")
         parser.add_argument("--shortcut", choices=SHORTCUTS, help="shortcut option A, B or C")
         parser.add_argument("--no-bn", action="store_true", help="drop BatchNorm")
+        parser.add_argument("--kernel-shaping", choices=("tat",),
+                            help="tat: TAT's shaped plain net (plain nets; no BatchNorm)")
         parser.add_argument("--input-shape", type=parse_shape, metavar="H,W,C",
                             help="input shape (default 32,32,3 for CIFAR, 224,224,3 for ImageNet)")
         parser.add_argument("--classes", type=int, help="output classes")
@@ -64,6 +66,7 @@ def run_models(args: argparse.Namespace) -> int:
 def run_summary(args: argparse.Namespace) -> int:
     model = build_model(args.name, width=args.width, version=args.version,
                         shortcut=args.shortcut, batch_norm=False if args.no_bn else None,
+                        kernel_shaping=args.kernel_shaping,
                         input_shape=args.input_shape, classes=args.classes)
     model.summary(line_length=110)
     print(f"trainable parameters: {_trainable_params(model):,}")

@@ -44,7 +44,11 @@ def add_parser(subparsers, name: str) -> None:
                      help="conv init: he_normal (default), dirac (identity + noise, DiracNets), "
                           "dirac_permuted (its output channels permuted: far from the "
                           "identity), delta_orthogonal (Xiao et al. 2018) or fixup (Zhang et "
-                          "al. 2019; residual nets with --no-bn)")
+                          "al. 2019; residual nets with --no-bn); delta_scaled_orthogonal "
+                          "(DKS/TAT's kernels)")
+    net.add_argument("--kernel-shaping", choices=("tat",),
+                     help="tat: a plain net with no BN that trains deep by Tailored Activation "
+                          "Transformation (with --plain; docs/kernel_shaping.md)")
     net.add_argument("--init-noise", type=float, metavar="X",
                      help="with --init dirac or dirac_permuted: He-normal noise scale "
                           "(default 0.1)")
@@ -119,6 +123,7 @@ def _config_from_args(args: argparse.Namespace):
         "model": args.model, "depth": args.depth, "family": args.family, "width": args.width,
         "version": args.version, "shortcut": args.shortcut, "padding": args.padding,
         "init": args.init, "init_noise": args.init_noise, "branch_scale": args.branch_scale,
+        "kernel_shaping": args.kernel_shaping,
         "dataset": args.dataset,
         "data_dir": args.data_dir, "image_size": args.image_size,
         "synthetic_shape": args.synthetic_shape, "synthetic_classes": args.synthetic_classes,

@@ -175,7 +175,7 @@ def build_identity_stack(depth: int, residual: bool, width: int = 16, size: int 
         y = blocks.batch_norm(y, f"layer{i}_bn", spec, zero_gamma=bool(zero_gamma))
         if residual:
             y = keras.layers.Add(name=f"layer{i}_add")([x, y])
-        x = blocks.relu(y, f"layer{i}_relu")
+        x = blocks.relu(y, f"layer{i}_relu", spec)
     kind = "residual_zero_gamma" if zero_gamma else "residual" if residual else "plain"
     return keras.Model(inputs, x, name=f"{kind}{depth}_identity")
 
