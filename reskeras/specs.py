@@ -235,10 +235,16 @@ class ArchSpec:
         return "_".join(parts)
 
     def to_config(self) -> dict[str, Any]:
-        """A JSON-ready dict; :meth:`from_config` inverts it exactly."""
+        """A JSON-ready dict; :meth:`from_config` inverts it exactly.
+
+        ``kernel_shaping`` appears only when set: a net without it has the config it had
+        before the field existed, so run directories written then still resume and extend.
+        """
         config = dataclasses.asdict(self)
         config["depths"] = list(self.depths)
         config["widths"] = list(self.widths)
+        if config["kernel_shaping"] is None:
+            del config["kernel_shaping"]
         return config
 
     @classmethod

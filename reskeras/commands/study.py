@@ -138,9 +138,12 @@ def _judge_again(args: argparse.Namespace) -> int:
 
 
 def _shifted_seeds(preset: dict, count: int | None, first: int) -> dict:
-    """The preset's seed sets (or ``count`` seeds of everything) shifted by ``first``."""
+    """The preset's seed sets (or ``count`` seeds of everything) shifted by ``first``; the
+    held-out seeds of the rate sweeps shift with them (100-102 become 200-202 for
+    ``--first-seed 100``), so they never meet the seeds the verdict reads."""
     shifted = {key: tuple(seed + first for seed in (range(count) if count else preset[key]))
                for key in ("seeds", "deep_seeds", "intervention_seeds")}
+    shifted["sweep_seeds"] = tuple(seed + first for seed in preset["sweep_seeds"])
     task = dict(preset["identity_task"])
     task["seeds"] = tuple(seed + first for seed in task["seeds"])
     return {**shifted, "identity_task": task}

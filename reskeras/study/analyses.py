@@ -46,10 +46,12 @@ MEASURE_IMAGES = 256  # test images for the distance from the identity
 SHARPNESS_EXAMPLES = 128  # training examples the Hessian's loss averages over
 SHARPNESS_ITERATIONS = 20
 SHARPNESS_TOLERANCE = 0.01  # 1%: the comparisons are between orders of magnitude
-# (residual, variant) of the deepest BN cells whose Hessian is measured: the twins and the
-# plain net's isometric starts (the symptoms an intervention must remove, issue 27)
-SHARPNESS_VARIANTS = {(False, "he"), (True, "he"), (False, "dirac"), (False, "diracperm"),
-                      (False, "deltaorth")}
+# (residual, batch_norm, variant) of the deepest cells whose Hessian is measured: the BN
+# twins, the plain net's isometric starts (the symptoms an intervention must remove, issue
+# 27) and TAT's shaped plain net (its symptoms beside the BN plain net's, issue 30)
+SHARPNESS_VARIANTS = {(False, True, "he"), (True, True, "he"), (False, True, "dirac"),
+                      (False, True, "diracperm"), (False, True, "deltaorth"),
+                      (False, False, "tat")}
 
 NOTES = [
     "Training error is measured on the training split without augmentation, after the last "
@@ -171,7 +173,7 @@ def _shattering_rows(config, cells: list[dict], data) -> list[dict]:
                             ("trained", trained_model(config, cell))):
             row = shattering_study({cell["name"]: model}, images, points=SHATTERING_POINTS)[0]
             rows.append({"cell": cell["name"], "residual": cell["residual"],
-                         "depth": cell["depth"], "when": when,
+                         "batch_norm": cell["batch_norm"], "depth": cell["depth"], "when": when,
                          "neighbour_correlation": row["neighbour_correlation"],
                          "decorrelation_length": row["decorrelation_length"],
                          "variant": cell.get("variant", "he")})
@@ -188,13 +190,44 @@ def shattering(config, results: dict, data) -> list[dict] | None:
 
 def shattering_controls(config, results: dict, data) -> list[dict] | None:
     """Shattering of the deepest plain BN net's isometric starts (identity, permuted
-    identity, delta-orthogonal) of the first seed: does the start that trains remove it?"""
+    identity, delta-orthogonal) and of TAT's shaped plain net, of the first seed: does the
+    start that trains remove it?"""
     seed = min(c["seed"] for c in results["cells"])
     deepest = max(c["depth"] for c in results["cells"])
-    cells = [c for c in results["cells"] if c["batch_norm"] and c["seed"] == seed
+    cells = [c for c in results["cells"] if c["seed"] == seed
              and c["status"] == "finished" and c["depth"] == deepest and not c["residual"]
-             and c.get("variant", "he") in CONDITIONING]
+             and (c["batch_norm"], c.get("variant", "he")) in _STARTS]
     return _shattering_rows(config, cells, data) if cells else None
+
+
+# the deepest plain starts whose symptoms at initialization are measured (batch_norm, variant)
+_STARTS = {(True, v) for v in CONDITIONING} | {(False, "tat")}
+# the deepest nets whose kernel (C map) is measured at initialization: (residual, bn, variant)
+KERNEL_MAP_NETS = ((False, True, "he"), (True, True, "he"), (False, False, "he"),
+                   (False, False, "tat"))
+KERNEL_MAP_IMAGES = 256
+
+
+def kernel_maps(config, results: dict, data) -> list[dict] | None:
+    """The C map at initialization (:mod:`reskeras.study.measures.kernel_map`) of the
+    deepest BN twins, the plain net without BN and TAT's net, first seed."""
+    from reskeras.study.measures.kernel_map import kernel_map
+
+    seed = min(c["seed"] for c in results["cells"])
+    deepest = max(c["depth"] for c in results["cells"])
+    images, _ = split_arrays(data, "test", KERNEL_MAP_IMAGES)
+    rows = []
+    for residual, batch_norm, variant in KERNEL_MAP_NETS:
+        for cell in results["cells"]:
+            if (cell["residual"], cell["batch_norm"], cell.get("variant", "he"), cell["depth"],
+                    cell["seed"], cell["status"]) == (residual, batch_norm, variant, deepest,
+                                                      seed, "finished"):
+                layers = kernel_map(initial_model(config, cell, images), images)
+                rows.append({"cell": cell["name"], "group": cell["group"],
+                             "residual": residual, "batch_norm": batch_norm,
+                             "variant": variant, "depth": deepest, "seed": seed,
+                             "layers": layers, "final": layers[-1]["mean_cosine"]})
+    return rows or None
 
 
 def landscape(config, results: dict, data) -> dict | None:
@@ -233,12 +266,17 @@ def _identity(initial, final, images) -> list[dict]:
 
 def _sharpness(model, images, labels, when: str) -> dict:
     """``{when: raw top eigenvalue, when_converged, when_invariant, when_invariant_converged}``
-    (an eigenvalue that is not finite is ``None``)."""
-    from reskeras.study.measures.sharpness import (scale_invariant_sharpness,
+    (an eigenvalue that is not finite is ``None``; a net without BN has no scale-invariant
+    value: ``None``, and its raw eigenvalue is the one to read)."""
+    from reskeras.study.measures.sharpness import (bn_preceded_kernels,
+                                                   scale_invariant_sharpness,
                                                    top_hessian_eigenvalue)
     found = {}
     for key, measure in ((when, top_hessian_eigenvalue),
                          (f"{when}_invariant", scale_invariant_sharpness)):
+        if measure is scale_invariant_sharpness and not bn_preceded_kernels(model):
+            found[key], found[f"{key}_converged"] = None, None
+            continue
         value = measure(model, images, labels, iterations=SHARPNESS_ITERATIONS,
                         tolerance=SHARPNESS_TOLERANCE)
         found[key] = value["eigenvalue"] if np.isfinite(value["eigenvalue"]) else None
@@ -251,8 +289,8 @@ def sharpness_cells(config, cells: list[dict]) -> set[str]:
     deepest = max(config.depths)
     seeds = sorted(config.deep_seeds)[:config.sharpness_seeds]
     return {c["name"] for c in cells
-            if c["depth"] == deepest and c["batch_norm"] and c["seed"] in seeds
-            and (c["residual"], c.get("variant", "he")) in SHARPNESS_VARIANTS}
+            if c["depth"] == deepest and c["seed"] in seeds
+            and (c["residual"], c["batch_norm"], c.get("variant", "he")) in SHARPNESS_VARIANTS}
 
 
 def cell_measures(config, results: dict, data) -> None:
@@ -277,6 +315,12 @@ def cell_measures(config, results: dict, data) -> None:
                 **_sharpness(final, train_images, train_labels, "final")}
         if any(value is not None for value in measures.values()):
             cell["measures"] = measures
+
+
+def _start_key(cell: dict) -> tuple:
+    """What fixes a cell's start: its net and seed (not its recipe or learning rate)."""
+    return (cell["residual"], cell["depth"], cell["batch_norm"], cell.get("variant", "he"),
+            cell["seed"])
 
 
 def _start_distances(cell: dict) -> list[dict] | None:
@@ -317,6 +361,8 @@ def analyse(config, results: dict, data, log=print, timings: dict | None = None)
     results["shattering_controls"] = timed(
         "shattering of the controls", shattering_controls, config, results, data) \
         if "shattering" in config.analyses else None
+    results["kernel_map"] = timed("kernel map", kernel_maps, config, results, data) \
+        if "kernel_map" in config.analyses else None
     if {"distances", "sharpness"} & set(config.analyses):
         timed("distances and sharpness", cell_measures, config, results, data)
     results["identity_task"] = timed("identity task", identity_task_study, config) \
@@ -339,12 +385,12 @@ def judge(config, results: dict, timings: dict | None = None) -> dict:
         from reskeras.study.judgment.recipes import decisions, differences
 
         verdicts = {results["recipe"]: results["verdict"]}
-        starts = {c["name"]: _start_distances(c) for c in results["cells"]}
+        starts = {_start_key(c): _start_distances(c) for c in results["cells"]}
         for recipe, part in compared.items():
             for cell in part["cells"]:  # the same init and seed under every recipe
-                if not cell.get("measures") and starts.get(cell["name"]):
+                if not cell.get("measures") and starts.get(_start_key(cell)):
                     cell["measures"] = {"travelled": None, "sharpness": None,
-                                        "identity": starts[cell["name"]]}
+                                        "identity": starts[_start_key(cell)]}
             # the analyses that reload nets ran on the first recipe only
             part["verdict"] = verdicts[recipe] = verdict({
                 **results, "cells": part["cells"], "recipe": recipe, "lesion": None,

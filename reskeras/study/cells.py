@@ -16,7 +16,16 @@ changed to test an explanation:
 - ``"fixup"``: Fixup (Zhang et al. 2019): scalar biases, a zero last conv per branch,
   the inner convs scaled by L^(-1/(2m-2)), for residual nets without BN;
 - ``"lr0.1"``, ``"lr0.3"``, ``"lr3"``, ``"lr10"``: the recipe's learning rate times 0.1,
-  0.3, 3 or 10 (a sweep spanning 100x; a conditioning test), for plain BN nets.
+  0.3, 3 or 10 (a sweep spanning 100x; a conditioning test), for plain BN nets;
+- ``"tat"``: the plain net without BN shaped by TAT (Zhang et al. 2022;
+  ``kernel_shaping="tat"``), at the learning rate its own sweep picks (``SHAPING_SWEEPS``);
+- ``"tuned"``: the plain BN net at the learning rate the same sweep picks for it (the
+  same chance TAT gets);
+- ``"noaug"`` and ``"tat-noaug"``: the twins with BN and the TAT net trained without
+  augmentation, on data a net can memorize (is the gap one of speed or of ability?).
+
+A cell of a swept variant carries its ``lr_factor`` (the recipe's rate times it) in its
+name: ``plain56-nobn-tat-x0.03-s0``.
 
 :func:`group_cells` pools the seeds of one configuration into mean and spread;
 the verdict and the report both read those groups.
@@ -49,6 +58,11 @@ VARIANTS = {
     "lr0.3": ("0.3x learning rate", {"lr_factor": 0.3}),
     "lr3": ("3x learning rate", {"lr_factor": 3.0}),
     "lr10": ("10x learning rate", {"lr_factor": 10.0}),
+    "tat": ("TAT kernel shaping", {"kernel_shaping": "tat"}),
+    "tuned": ("its own swept learning rate", {}),
+    "noaug": ("no augmentation", {"augment": False}),
+    "tat-noaug": ("TAT kernel shaping, no augmentation", {"kernel_shaping": "tat",
+                                                         "augment": False}),
 }
 INTERVENTIONS = tuple(v for v in VARIANTS if v != "he")
 # the learning-rate sweep (``learning_rate`` is refuted only by the whole of it)
@@ -59,7 +73,16 @@ _PLAIN = ((False, True), (False, False))
 # which twins each intervention is applied to: (residual, batch_norm) pairs
 INTERVENTION_TWINS = {"dirac": _PLAIN, "diracperm": _PLAIN, "deltaorth": _PLAIN,
                       "skipinit": ((True, False),), "fixup": ((True, False),),
-                      **{rate: ((False, True),) for rate in LR_SWEEP}}
+                      **{rate: ((False, True),) for rate in LR_SWEEP},
+                      "tat": ((False, False),), "tuned": ((False, True),),
+                      "noaug": ((True, True), (False, True)), "tat-noaug": ((False, False),)}
+# variants whose learning rate a sweep picks: variant -> the sweep ((residual, batch_norm,
+# variant) of the net swept) whose pick it trains at
+SHAPING_SWEEPS = {"tat": (False, False, "tat"), "tuned": (False, True, "he")}
+SWEPT_RATE = {"tat": "tat", "tuned": "tuned", "tat-noaug": "tat"}
+# the factors of the recipe's rate each sweep tries (100x, down from the recipe's rate: a
+# net without BN diverges at the paper's 0.1)
+SHAPING_FACTORS = (1.0, 0.3, 0.1, 0.03, 0.01)
 
 
 def lr_factor(variant: str) -> float | None:
@@ -78,17 +101,33 @@ class Cell:
     batch_norm: bool
     seed: int
     variant: str = "he"
+    lr_factor: float | None = None  # swept variants: the picked factor of the recipe's rate
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"`variant` must be one of {', '.join(map(repr, VARIANTS))}. "
                              f"Received: variant={self.variant!r}")
+        if self.lr_factor is not None:
+            if isinstance(self.lr_factor, bool) or not isinstance(self.lr_factor, (int, float)) \
+                    or not self.lr_factor > 0:
+                raise ValueError(f"`lr_factor` must be None or a number > 0. "
+                                 f"Received: lr_factor={self.lr_factor!r}")
+            if lr_factor(self.variant) is not None:
+                raise ValueError(f"`lr_factor` cannot rescale the {self.variant!r} variant, "
+                                 f"which sets its own rate. Received: lr_factor={self.lr_factor!r}")
+            object.__setattr__(self, "lr_factor", float(self.lr_factor))
+        elif self.variant == "tuned":
+            raise ValueError("`lr_factor` must be the swept factor for the 'tuned' variant "
+                             "(at the recipe's own rate it is the 'he' cell). "
+                             "Received: lr_factor=None")
 
     @property
     def group(self) -> str:
-        """The name without the seed: ``plain56-bn-dirac``."""
+        """The name without the seed: ``plain56-bn-dirac``, ``plain56-nobn-tat-x0.03``."""
         kind = "resnet" if self.residual else "plain"
         suffix = "" if self.variant == "he" else f"-{self.variant}"
+        if self.lr_factor is not None:
+            suffix += f"-x{self.lr_factor:g}"
         return f"{kind}{self.depth}-{'bn' if self.batch_norm else 'nobn'}{suffix}"
 
     @property
@@ -100,17 +139,22 @@ class Cell:
         """``plain-56, BN, identity init`` (no variant words for ``he``)."""
         words = f"{'resnet' if self.residual else 'plain'}-{self.depth}, " \
                 f"{'BN' if self.batch_norm else 'no BN'}"
-        return words if self.variant == "he" else f"{words}, {VARIANTS[self.variant][0]}"
+        if self.variant != "he":
+            words = f"{words}, {VARIANTS[self.variant][0]}"
+        return words if self.lr_factor is None else f"{words} ({self.lr_factor:g}x rate)"
 
     def train_fields(self) -> dict:
         """The TrainConfig fields the variant sets (``lr_factor`` is resolved by the caller)."""
-        return dict(VARIANTS[self.variant][1])
+        fields = dict(VARIANTS[self.variant][1])
+        if self.lr_factor is not None:
+            fields["lr_factor"] = self.lr_factor
+        return fields
 
 
 def cell_of(entry: dict) -> Cell:
     """The :class:`Cell` of a results entry (``variant`` defaults to ``"he"``)."""
     return Cell(bool(entry["residual"]), int(entry["depth"]), bool(entry["batch_norm"]),
-                int(entry["seed"]), entry.get("variant", "he"))
+                int(entry["seed"]), entry.get("variant", "he"), entry.get("lr_factor"))
 
 
 def is_twin(entry: dict) -> bool:
@@ -135,8 +179,8 @@ def group_cells(cells: list[dict]) -> list[dict]:
     """The cells pooled over seeds, in the order their groups first appear.
 
     Returns:
-        ``[{"group", "label", "residual", "depth", "batch_norm", "variant", "seeds",
-        "statuses", "final_train_error", "final_test_error"}]``; each error is
+        ``[{"group", "label", "residual", "depth", "batch_norm", "variant", "lr_factor",
+        "seeds", "statuses", "final_train_error", "final_test_error"}]``; each error is
         ``{"mean", "std", "min", "max", "n"}`` over the seeds that finished, or
         ``None`` when none did.
 
@@ -154,7 +198,8 @@ def group_cells(cells: list[dict]) -> list[dict]:
         row = groups.setdefault(cell.group, {
             "group": cell.group, "label": cell.label, "residual": cell.residual,
             "depth": cell.depth, "batch_norm": cell.batch_norm, "variant": cell.variant,
-            "seeds": [], "statuses": [], "_train": [], "_test": []})
+            "lr_factor": cell.lr_factor, "seeds": [], "statuses": [], "_train": [],
+            "_test": []})
         row["seeds"].append(cell.seed)
         row["statuses"].append(entry.get("status"))
         row["_train"].append(entry.get("final_train_error"))
@@ -164,5 +209,6 @@ def group_cells(cells: list[dict]) -> list[dict]:
              "final_test_error": _stats(row["_test"])} for row in groups.values()]
 
 
-__all__ = ["CONDITIONING", "Cell", "INTERVENTIONS", "INTERVENTION_TWINS", "LR_SWEEP", "VARIANTS",
-           "cell_of", "deepest_depth", "group_cells", "is_twin", "lr_factor"]
+__all__ = ["CONDITIONING", "Cell", "INTERVENTIONS", "INTERVENTION_TWINS", "LR_SWEEP",
+           "SHAPING_FACTORS", "SHAPING_SWEEPS", "SWEPT_RATE", "VARIANTS", "cell_of",
+           "deepest_depth", "group_cells", "is_twin", "lr_factor"]

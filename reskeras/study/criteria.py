@@ -153,6 +153,14 @@ TABLE: tuple[Criterion, ...] = (
               "moved by less than this over the last doubling of its steps; the task doubles "
               "its steps until the shallowest stacks of both kinds converged (or a cap)",
               "reskeras.study.measures.identity_task", "2026-12-07"),
+    Criterion("rate_sweep_budget", 4,
+              "a learning-rate sweep trains each of its rates (1, 0.3, 0.1, 0.03 and 0.01 x the "
+              "recipe's) from each held-out seed (100, 101, 102) for this many times the base "
+              "budget, and picks the rate with the lowest mean full-pass training loss over "
+              "the seeds; a rate with a diverged or non-finite seed is out. TAT's net and "
+              "the plain BN net (the same chance) each get one sweep per recipe; with no "
+              "rate left, their cells do not run and the rules that need them are "
+              "inconclusive", f"{_JUDGMENT}.rates"),
 )
 _VALUES = {c.key: c.value for c in TABLE}
 
@@ -179,6 +187,7 @@ LR_SWEEP_SPAN = _VALUES["lr_sweep_span"]
 SHARPNESS_MARGIN = _VALUES["sharpness_margin"]
 RESPONSE_MARGIN = _VALUES["response_margin"]
 IDENTITY_CONVERGED = _VALUES["identity_converged"]
+RATE_SWEEP_BUDGET = _VALUES["rate_sweep_budget"]
 
 
 def criteria() -> dict:
@@ -198,6 +207,6 @@ __all__ = ["BOOTSTRAP_SEEDS", "CONFIDENCE", "CONVERGED_POINTS", "Criterion",
            "DEGRADATION_POINTS", "ENSEMBLE_DAMAGE", "EXPLODING_RATIO", "FAILED_TO_START",
            "GAP_CLOSED", "IDENTITY_CONVERGED", "IDENTITY_FACTOR", "IDENTITY_LEARNED",
            "IDENTITY_PREMISE", "LR_SWEEP_RATES", "LR_SWEEP_SPAN", "MIN_GAP_POINTS",
-           "MIN_HEADROOM", "REFERENCE_TRAINED", "RESPONSE_MARGIN", "SHARPNESS_MARGIN",
+           "MIN_HEADROOM", "RATE_SWEEP_BUDGET", "REFERENCE_TRAINED", "RESPONSE_MARGIN", "SHARPNESS_MARGIN",
            "SHATTERING_GAP", "SYMPTOM_REMOVED", "TABLE", "TRAIN_ERROR", "VANISHING_RATIO",
            "criteria", "markdown_table"]

@@ -20,12 +20,15 @@ learning-rate variants on the plain BN twin):
 
 - ``quick`` (default): the embedded digits data, depths 8/20/56, BN and no BN, Adam,
   from 8 epochs (88 steps) to convergence or 1,408 steps; 3 seeds of every cell, the
-  interventions included (of the learning-rate sweep only 0.1x), 1 of the identity task
-  (depths 1-16).
+  interventions included (of the learning-rate sweep only 0.1x; TAT's shaped plain net and
+  the tuned BN net at the rates their sweeps on the held-out seeds 100-102 picked, and the
+  twins without augmentation), TAT's comparison under the paper's SGD too
+  (``shaping_recipes``), 1 seed of the identity task (depths 1-16).
 - ``full``: the same data, depths 8/20/32/44/56, 5 seeds of every cell, the cap at
   2,816 steps, the identity task to depth 32 on 3 seeds, the whole learning-rate sweep
-  (0.1x to 10x), the identity and conditioning inits at every depth (``sweep_depths``),
-  and the whole grid under both Adam and the paper's SGD recipe (``compare_recipes``).
+  (0.1x to 10x), the identity and conditioning inits and TAT at every depth
+  (``sweep_depths``; TAT from 14 layers), and the whole grid under both Adam and the
+  paper's SGD recipe (``compare_recipes``).
 - ``paper``: CIFAR-10 through TFDS, depths 20/32/44/56/110, BN and no BN, 3 seeds,
   the paper recipe from 4,000 steps to the paper's 64k iterations at batch 128, each
   budget its own run, the interventions as in ``full``: for a GPU or a TPU
@@ -41,7 +44,9 @@ import time
 from reskeras import rundir
 from reskeras.preprocessing import check_int
 from reskeras.study.analyses import analyse, judge
-from reskeras.study.cells import CONDITIONING, INTERVENTION_TWINS, INTERVENTIONS, LR_SWEEP, Cell
+from reskeras.study.rate_sweep import needed, sweep
+from reskeras.study.cells import (CONDITIONING, INTERVENTION_TWINS, INTERVENTIONS, LR_SWEEP,
+                                  SWEPT_RATE, Cell)
 # the cell-level steps, also importable from here (benchmarks/study_time.py runs older trees)
 from reskeras.study.training import (base_steps, cell_dir, cell_results, cell_timing,
                                      converge_cell, train_cell)
@@ -49,7 +54,8 @@ from reskeras.study.training import (base_steps, cell_dir, cell_results, cell_ti
 # quick: every intervention but the rest of the learning-rate sweep (issue 27: the new cells
 # count against the quick preset's time; the sweep and the depth sweep run in `full`)
 QUICK_INTERVENTIONS = tuple(v for v in INTERVENTIONS if v not in LR_SWEEP[1:])
-ANALYSES = ("lesion", "shattering", "landscape", "distances", "sharpness", "identity_task")
+ANALYSES = ("lesion", "shattering", "landscape", "distances", "sharpness", "identity_task",
+            "kernel_map")
 _QUICK = {"dataset": "digits", "depths": (8, 20, 56), "batch_norm": (True, False),
           "seeds": (0, 1, 2), "deep_seeds": (0, 1, 2), "interventions": QUICK_INTERVENTIONS,
           "intervention_seeds": (0, 1, 2), "sweep_depths": (),
@@ -58,7 +64,9 @@ _QUICK = {"dataset": "digits", "depths": (8, 20, 56), "batch_norm": (True, False
           # The base budget is 8 epochs (88 steps); every cell trains on, doubling, until
           # it converges or reaches 2 ** 4 x the base (1,408 steps; see convergence)
           "recipe": "adam", "epochs": 8, "steps": None, "max_doublings": 4,
-          "compare_recipes": (), "batch_size": 128,
+          # TAT's comparison (and its rate sweep) also runs under the paper's SGD recipe
+          "compare_recipes": (), "shaping_recipes": ("paper",), "sweep_seeds": (100, 101, 102),
+          "batch_size": 128,
           "grad_norms_every": 11, "activations_every": 44, "sharpness_seeds": 3,
           # a checkpoint costs 0.3 s against 1.2 s for an 11-step epoch of plain-56: every
           # 8 epochs and at the last step (a killed study redoes at most 8 epochs of a cell)
@@ -69,16 +77,18 @@ PRESETS = {
     "quick": _QUICK,
     "full": {**_QUICK, "depths": (8, 20, 32, 44, 56), "seeds": (0, 1, 2, 3, 4),
              "deep_seeds": (0, 1, 2, 3, 4), "intervention_seeds": (0, 1, 2, 3, 4),
-             "max_doublings": 5, "compare_recipes": ("paper",), "grad_norms_every": 16,
-             "interventions": INTERVENTIONS, "sweep_depths": CONDITIONING,
+             "max_doublings": 5, "compare_recipes": ("paper",), "shaping_recipes": (),
+             "grad_norms_every": 16, "interventions": INTERVENTIONS,
+             "sweep_depths": CONDITIONING + ("tat",),
              "sharpness_seeds": 3,
              "identity_task": {"depths": (1, 2, 4, 8, 16, 32), "seeds": (0, 1, 2)}},
     "paper": {"dataset": "cifar10", "depths": (20, 32, 44, 56, 110),
               "batch_norm": (True, False), "seeds": (0, 1, 2), "deep_seeds": (0, 1, 2),
               "interventions": INTERVENTIONS, "intervention_seeds": (0, 1, 2),
-              "sweep_depths": CONDITIONING, "recipe": "paper",
+              "sweep_depths": CONDITIONING + ("tat",), "recipe": "paper",
               # every budget of the paper's schedule is a run of its own: 4k, 8k, ... 64k
               "epochs": None, "steps": 4000, "max_doublings": 4, "compare_recipes": (),
+              "shaping_recipes": ("adam",), "sweep_seeds": (100, 101, 102),
               "batch_size": 128, "grad_norms_every": 500,
               "activations_every": 2000, "sharpness_seeds": 3,
               "identity_task": {"depths": (1, 2, 4, 8, 16, 32), "seeds": (0, 1, 2)}},
@@ -106,6 +116,11 @@ class StudyConfig:
     steps: int | None = None
     max_doublings: int = 4
     compare_recipes: tuple[str, ...] = ()  # recipes whose whole grid also runs (runs/RECIPE/)
+    # recipes under which only TAT's comparison at the deepest depth also runs (the twins
+    # with BN, the tuned BN net and TAT's net), with its own rate sweeps
+    shaping_recipes: tuple[str, ...] = ()
+    # held-out seeds of the learning-rate sweeps (never read by the verdict's cells)
+    sweep_seeds: tuple[int, ...] = (100, 101, 102)
     batch_size: int = 128
     grad_norms_every: int = 16
     activations_every: int = 44
@@ -129,6 +144,8 @@ class StudyConfig:
         self.deep_seeds = tuple(sorted(set(self.seeds) | set(self.deep_seeds or ())))
         self.interventions = tuple(self.interventions)
         self.compare_recipes = tuple(self.compare_recipes)
+        self.shaping_recipes = tuple(self.shaping_recipes)
+        self.sweep_seeds = tuple(self.sweep_seeds)
         self.intervention_seeds = tuple(self.intervention_seeds)
         self.sweep_depths = tuple(self.sweep_depths)
 
@@ -147,6 +164,10 @@ class StudyConfig:
             # the preset's depth sweep, of the interventions asked for
             values["sweep_depths"] = tuple(v for v in values["sweep_depths"]
                                            if v in values["interventions"])
+        if overrides.get("shaping_recipes") is None:  # a recipe that runs the whole grid
+            whole = (values["recipe"], *values["compare_recipes"])  # covers TAT's comparison
+            values["shaping_recipes"] = tuple(r for r in values["shaping_recipes"]
+                                              if r not in whole)
         values["identity_task"] = dict(values["identity_task"])
         config = cls(out=out, preset=preset, **values)
         config.validate()
@@ -180,6 +201,20 @@ class StudyConfig:
             raise ValueError(f"`compare_recipes` must be distinct recipes other than `recipe` "
                              f"({self.recipe!r}). Received: "
                              f"compare_recipes={list(self.compare_recipes)}")
+        for recipe in self.shaping_recipes:
+            if recipe not in RECIPES or recipe in (self.recipe, *self.compare_recipes) \
+                    or self.shaping_recipes.count(recipe) > 1:
+                raise ValueError(f"`shaping_recipes` must be distinct recipes among "
+                                 f"{', '.join(map(repr, RECIPES))}, other than `recipe` and "
+                                 f"`compare_recipes`. Received: "
+                                 f"shaping_recipes={list(self.shaping_recipes)}")
+        verdict_seeds = set(self.seeds) | set(self.deep_seeds) | set(self.intervention_seeds)
+        if not self.sweep_seeds or len(set(self.sweep_seeds)) != len(self.sweep_seeds) or any(
+                not isinstance(s, int) or isinstance(s, bool) or s < 0 or s in verdict_seeds
+                for s in self.sweep_seeds):
+            raise ValueError(f"`sweep_seeds` must be distinct non-negative integers that no "
+                             f"other cell uses (held out). Received: "
+                             f"sweep_seeds={list(self.sweep_seeds)}")
         check_int("sharpness_seeds", self.sharpness_seeds, 1)
         if self.checkpoint_every is not None:
             check_int("checkpoint_every", self.checkpoint_every, 1)
@@ -203,15 +238,19 @@ class StudyConfig:
                              f"Received: sweep_depths={list(self.sweep_depths)}")
 
 
-def grid(config: StudyConfig) -> list[Cell]:
+def grid(config: StudyConfig, picks: dict | None = None) -> list[Cell]:
     """The cells, shallow first, so partial studies have complete small depths.
 
     The deepest depth's BatchNorm twins run ``deep_seeds``, the other twins
     ``seeds``; the intervention cells ``intervention_seeds``, after the twins of their
     BN setting: every intervention at the deepest depth, those in ``sweep_depths`` at
-    every depth.
+    every depth. A swept variant (``SWEPT_RATE``) runs at the factor its sweep picked
+    (``picks``: ``{"tat": 0.03, "tuned": 0.3}``) and not at all without a pick; the tuned
+    BN net not when its pick is the recipe's own rate (its ``he`` cells are it); TAT not
+    at a depth it cannot shape (:func:`shapeable`).
     """
     deepest = max(config.depths)
+    picks = picks or {}
     cells = []
     for depth in sorted(config.depths):
         for bn in config.batch_norm:
@@ -220,10 +259,48 @@ def grid(config: StudyConfig) -> list[Cell]:
                       for residual in (False, True)]
             variants = config.interventions if depth == deepest else \
                 [v for v in config.interventions if v in config.sweep_depths]
-            cells += [Cell(residual, depth, bn, seed, variant)
+            variants = [v for v in variants if _runs(v, depth, picks)]
+            cells += [Cell(residual, depth, bn, seed, variant,
+                           picks[SWEPT_RATE[variant]] if variant in SWEPT_RATE else None)
                       for seed in config.intervention_seeds
                       for variant in variants
                       for residual, twin_bn in INTERVENTION_TWINS[variant] if twin_bn == bn]
+    return cells
+
+
+def _runs(variant: str, depth: int, picks: dict) -> bool:
+    if variant not in SWEPT_RATE:
+        return True
+    factor = picks.get(SWEPT_RATE[variant])
+    if factor is None or (variant == "tuned" and factor == 1.0):
+        return False
+    return shapeable(depth) if variant in ("tat", "tat-noaug") else True
+
+
+def shapeable(depth: int) -> bool:
+    """Whether TAT can shape the plain CIFAR net of ``depth`` (at least 13 activations)."""
+    from reskeras.kernel_shaping import tat_leaky_relu
+    from reskeras.specs import resolve_spec
+
+    try:
+        tat_leaky_relu(resolve_spec(depth, family="cifar", residual=False, kernel_shaping="tat"))
+    except ValueError:
+        return False
+    return True
+
+
+def shaping_grid(config: StudyConfig, picks: dict) -> list[Cell]:
+    """The cells of a shaping-only recipe: at the deepest depth, the BN twins
+    (``deep_seeds``), then the tuned BN net and TAT's net (``intervention_seeds``) where
+    they run (see :func:`grid`)."""
+    deepest = max(config.depths)
+    cells = [Cell(residual, deepest, True, seed) for seed in config.deep_seeds
+             for residual in (False, True)]
+    for variant in ("tuned", "tat"):
+        if variant in config.interventions and _runs(variant, deepest, picks):
+            residual, bn = INTERVENTION_TWINS[variant][0]
+            cells += [Cell(residual, deepest, bn, seed, variant, picks[SWEPT_RATE[variant]])
+                      for seed in config.intervention_seeds]
     return cells
 
 
@@ -244,7 +321,7 @@ STUDY_FILE = "study.json"
 _EXECUTION = ("strategy", "analyses", "sharpness_seeds", "identity_task", "checkpoint_every")
 # may grow when a study is re-run: more interventions train only their new cells (a saved
 # study from before ``sweep_depths`` swept none); dropping one would drop cells from results
-_GROWABLE = {"interventions": (), "sweep_depths": ()}
+_GROWABLE = {"interventions": (), "sweep_depths": (), "shaping_recipes": (), "sweep_seeds": ()}
 TIMINGS_FILE = "timings.json"
 
 
@@ -291,17 +368,29 @@ def run_study(config: StudyConfig, *, log=print, verbose: int = 0) -> dict:
     rundir.write_json(rundir.path(config.out, STUDY_FILE), record)
     from reskeras.trace_cache import TraceCache
 
-    cells = grid(config)
-    order = training_order(cells)
     entries, timings = {}, {"cells": {}, "analyses": {}}
     cache = TraceCache(max_entries=1)  # the cells of one group train in a row
     recipes = (config.recipe, *config.compare_recipes)
+    # the shaping-only recipes run TAT's comparison: nothing without TAT's cells
+    everything = (*recipes, *(config.shaping_recipes if "tat" in config.interventions else ()))
+    sweeps, grids = {}, {}
     try:
-        for recipe in recipes:
+        for recipe in everything:  # the rate sweeps first: their picks name the swept cells
+            began = time.perf_counter()
+            sweeps[recipe] = {name: sweep(config, data, recipe, name, max(config.depths),
+                                          trace_cache=cache, log=log, verbose=verbose)
+                              for name in needed(config.interventions)}
+            if sweeps[recipe]:
+                timings.setdefault("rate_sweeps", {})[recipe] = time.perf_counter() - began
+            picks = {name: record["picked"] for name, record in sweeps[recipe].items()}
+            grids[recipe] = grid(config, picks) if recipe in recipes \
+                else shaping_grid(config, picks)
+        for recipe in everything:
+            order = training_order(grids[recipe])
             for number, cell in enumerate(order, 1):
                 begun = time.perf_counter()
-                where = f"{recipe}: " if len(recipes) > 1 else ""
-                log(f"[{where}{number}/{len(cells)}] {cell.name}: training", end="", flush=True)
+                where = f"{recipe}: " if len(everything) > 1 else ""
+                log(f"[{where}{number}/{len(order)}] {cell.name}: training", end="", flush=True)
                 status, entry, timing = converge_cell(config, cell, data, recipe=recipe,
                                                       trace_cache=cache, verbose=verbose)
                 entries[recipe, cell] = entry
@@ -313,18 +402,24 @@ def run_study(config: StudyConfig, *, log=print, verbose: int = 0) -> dict:
                     f"({time.perf_counter() - begun:.0f} s)")
     finally:
         cache.clear()
+    cells = grids[config.recipe]
     results = {"preset": config.preset, "dataset": config.dataset, "recipe": config.recipe,
                "steps": None, "batch_size": config.batch_size, "classes": data.info.classes,
                "seeds": list(config.seeds), "deep_seeds": list(config.deep_seeds),
                "interventions": list(config.interventions),
                "intervention_seeds": list(config.intervention_seeds),
                "sweep_depths": list(config.sweep_depths),
+               "shaping_recipes": list(config.shaping_recipes),
+               "sweep_seeds": list(config.sweep_seeds),
+               "rate_sweeps": {recipe: found for recipe, found in sweeps.items() if found},
                "study_dir": config.out, "cells": []}
     results["cells"] = [entries[config.recipe, cell] for cell in cells]
     results["base_steps"], results["max_doublings"] = base_steps(config, data), \
         config.max_doublings
-    results["compared"] = {recipe: {"cells": [entries[recipe, cell] for cell in cells]}
+    results["compared"] = {recipe: {"cells": [entries[recipe, cell] for cell in grids[recipe]]}
                            for recipe in config.compare_recipes}
+    results["shaping"] = {recipe: {"cells": [entries[recipe, cell] for cell in grids[recipe]]}
+                          for recipe in everything if recipe not in recipes}
     finished = [c for c in results["cells"] if c["curve"]]
     results["steps"] = max((c["curve"][-1]["step"] for c in finished), default=0)
     log("analysing: " + ", ".join(("gradient flow", "degradation",
@@ -376,6 +471,10 @@ def judge_again(out: str, *, log=print) -> dict:
         cell["responses"] = response_summary(rundir.path(out, cell["run_dir"])) \
             if cell["status"] == "finished" else None
     results.setdefault("sweep_depths", [])
+    results.setdefault("kernel_map", None)
+    for key, empty in (("shaping_recipes", []), ("sweep_seeds", []), ("rate_sweeps", {}),
+                       ("shaping", {})):
+        results.setdefault(key, empty)
     results.setdefault("shattering_controls", None)
     log(f"judged again; the previous judgment is kept in {kept}")
     return judge(config, results)

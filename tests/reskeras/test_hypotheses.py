@@ -12,18 +12,19 @@ from tests.reskeras.test_study import records
 
 IDS = ["vanishing_gradients", "vanishing_gradients_no_bn", "identity_init",
        "identity_init_no_bn", "conditioning", "near_identity", "branch_scale", "learning_rate",
-       "identity_task", "ensemble", "shattering", "landscape", "small_responses"]
+       "kernel_shaping", "identity_task", "ensemble", "shattering", "landscape",
+       "small_responses"]
 # median start distance from the identity each init variant gets in `study()`
-STARTS = {"dirac": 0.1, "diracperm": 1.0, "deltaorth": 1.2}
+STARTS = {"dirac": 0.1, "diracperm": 1.0, "deltaorth": 1.2, "tat": 1.3}
 
 
 def cell(residual, depth, bn, seed, error, ratio=2.0, variant="he", status="finished",
-         sharpness=None):
-    c = Cell(residual, depth, bn, seed, variant)
+         sharpness=None, lr_factor=None):
+    c = Cell(residual, depth, bn, seed, variant, lr_factor)
     start = STARTS.get(variant)
     return {"name": c.name, "group": c.group, "label": c.label, "residual": residual,
             "depth": depth, "batch_norm": bn, "seed": seed, "variant": variant,
-            "status": status, "final_train_error": error if status == "finished" else None,
+            "lr_factor": lr_factor, "status": status, "final_train_error": error if status == "finished" else None,
             "final_test_error": error, "gradient": gradient_summary(records(ratio)),
             "convergence": {"steps": 704, "converged": True, "failed_to_start": False,
                             "train_errors": {}},
@@ -41,8 +42,10 @@ def cell(residual, depth, bn, seed, error, ratio=2.0, variant="he", status="fini
 def study(plain_deep=(0.80, 0.82, 0.84), residual_deep=(0.02, 0.03, 0.01),
           dirac=(0.05, 0.06, 0.04), skipinit=(0.10, 0.11, 0.09), lr=(0.79, 0.81, 0.83),
           residual_no_bn=0.04, plain_ratio=2.0, diracperm=(0.70, 0.75, 0.72),
-          deltaorth=(0.60, 0.65, 0.70), fixup=(0.2, 0.25, 0.3), rates=None):
-    """Depths 8/56, 3 seeds of every cell, the interventions included; ``rates``:
+          deltaorth=(0.60, 0.65, 0.70), fixup=(0.2, 0.25, 0.3), rates=None,
+          tat=(0.62, 0.66, 0.64)):
+    """Depths 8/56, 3 seeds of every cell, the interventions included (TAT's plain net
+    without BN at 0.1x the rate, ``tat=None`` leaves it out); ``rates``:
     ``{variant: errors}`` of more learning-rate cells."""
     cells = []
     for seed in range(3):
@@ -61,7 +64,21 @@ def study(plain_deep=(0.80, 0.82, 0.84), residual_deep=(0.02, 0.03, 0.01),
               enumerate((0.05, 0.06, 0.04))]
     cells += [cell(True, 56, False, s, e, variant="skipinit") for s, e in enumerate(skipinit)]
     cells += [cell(True, 56, False, s, e, variant="fixup") for s, e in enumerate(fixup)]
-    return {"cells": cells, "classes": 10}
+    if tat is None:
+        return {"cells": cells, "classes": 10}
+    cells += [cell(False, 56, False, s, e, variant="tat", lr_factor=0.1)
+              for s, e in enumerate(tat)]
+    return {"cells": cells, "classes": 10, "recipe": "adam",
+            "rate_sweeps": {"adam": {"tat": sweep_record("tat", 0.1)}}}
+
+
+def sweep_record(name, picked):
+    """A rate sweep's record as reskeras.study.rate_sweep writes it (the losses elided)."""
+    return {"sweep": name, "recipe": "adam", "base_rate": 0.001, "picked": picked,
+            "picked_rate": None if picked is None else picked * 0.001,
+            "factors": [1.0, 0.3, 0.1, 0.03, 0.01], "seeds": [100, 101, 102],
+            "budget_steps": 352, "losses": {}, "train_errors": {}, "diverged": [],
+            "mean_loss": {}}
 
 
 def by_id(found):
@@ -231,15 +248,20 @@ def test_the_answer_addresses_the_three_questions_with_numbers():
             "block distance 0.10 from the identity (identity init: supported).") in answer
     assert ("Started isometric but far from the identity, it gave 72.3% (the identity with "
             "permuted channels, median block distance 1.00) and 65.0% (delta-orthogonal, "
-            "median block distance 1.20) (conditioning: refuted; near identity: supported).") \
+            "median block distance 1.20) and 64.0% (TAT's shaped net without BN, median block "
+            "distance 1.30) (conditioning: refuted; near identity: supported).") in answer
+    assert ("with its kernel shaped by TAT (no shortcut, no BN, at the rate its own sweep "
+            "picked) the plain net ended at 64.0% under adam (rate 0.0001), against 2.0% for "
+            "the BN residual twin and 82.0% for the BN plain net (kernel shaping: refuted)") \
         in answer
     assert "Why does the plain net not close the gap?" in answer
     assert "at 0.1x the recipe's learning rate the plain net ended at 81.0% (from 82.0%)" \
         in answer
     assert answer.endswith("In short, supported: vanishing gradients no bn, identity init, "
                            "identity init no bn, near identity; refuted: vanishing gradients, "
-                           "conditioning, landscape; inconclusive: branch scale, learning "
-                           "rate, identity task, ensemble, shattering, small responses.")
+                           "conditioning, kernel shaping, landscape; inconclusive: branch "
+                           "scale, learning rate, identity task, ensemble, shattering, small "
+                           "responses.")
 
 
 def test_missing_measurements_are_inconclusive_not_errors():

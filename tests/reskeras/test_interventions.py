@@ -197,7 +197,7 @@ def test_spec_fields_names_round_trip_and_errors():
     for kwargs, message in [
         (dict(init="orthogonal"),
          "`init` must be one of 'he_normal', 'dirac', 'dirac_permuted', 'delta_orthogonal', "
-         "'fixup'. Received: init='orthogonal'"),
+         "'delta_scaled_orthogonal', 'fixup'. Received: init='orthogonal'"),
         (dict(init="dirac", init_noise=-1.0), "`init_noise` must be a number >= 0"),
         (dict(branch_scale="zero"),
          "`branch_scale` must be None or a number. Received: branch_scale='zero'"),

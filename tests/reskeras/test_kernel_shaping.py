@@ -166,6 +166,13 @@ def test_spec_name_config_scale_and_every_way_to_ask_for_it():
     assert (spec.batch_norm, spec.init, spec.name) == (False, "delta_scaled_orthogonal",
                                                        "plain56_tat")
     assert ArchSpec.from_config(json.loads(json.dumps(spec.to_config()))) == spec
+    # an unshaped net keeps the config it had before the field existed: run directories
+    # written then still resume and extend (their config.json is compared key by key)
+    assert sorted(resolve_spec(20).to_config()) == [
+        "batch_norm", "block", "branch_scale", "depths", "family", "init", "init_noise",
+        "padding", "residual", "shortcut", "stem_width", "version", "widths",
+        "zero_init_residual"]
+    assert spec.to_config()["kernel_shaping"] == "tat"
     assert scale(spec, depth=20).kernel_shaping == "tat"
     assert activations_in_sequence(spec) == 55
     assert activations_in_sequence(resolve_spec(164, residual=False, kernel_shaping="tat")) == 163

@@ -21,20 +21,31 @@ def rows(results):
     return by_id(verdict(results))
 
 
-@pytest.mark.parametrize("diracperm, deltaorth, expected", [
-    (TRAINS, TRAINS, "supported"),  # both isometric starts far from the identity train
-    ((0.70, 0.75, 0.72), (0.60, 0.65, 0.70), "refuted"),  # neither closes half the gap
-    (TRAINS, (0.60, 0.65, 0.70), "inconclusive")])  # one does, one does not
-def test_conditioning_needs_both_isometric_controls(diracperm, deltaorth, expected):
-    found = rows(study(diracperm=diracperm, deltaorth=deltaorth))["conditioning"]
+@pytest.mark.parametrize("diracperm, deltaorth, tat, expected", [
+    (TRAINS, TRAINS, TRAINS, "supported"),  # every well-conditioned far start trains
+    ((0.70, 0.75, 0.72), (0.60, 0.65, 0.70), (0.62, 0.66, 0.64), "refuted"),  # none does
+    (TRAINS, (0.60, 0.65, 0.70), TRAINS, "inconclusive"),  # one does not
+    (TRAINS, TRAINS, (0.62, 0.66, 0.64), "inconclusive")])  # TAT does not
+def test_conditioning_needs_every_well_conditioned_control(diracperm, deltaorth, tat, expected):
+    found = rows(study(diracperm=diracperm, deltaorth=deltaorth, tat=tat))["conditioning"]
     assert found["verdict"] == expected
-    assert set(found["measured"]["controls"]) == {"diracperm", "deltaorth"}
+    assert set(found["measured"]["controls"]) == {"diracperm", "deltaorth", "tat"}
     if expected == "inconclusive":
+        words = {TRAINS: "closes the gap"}
         assert found["measured"]["why_inconclusive"] == (
-            "permuted identity init: closes the gap; delta-orthogonal init: does not close "
-            "the gap")
+            f"permuted identity init: {words.get(diracperm, 'does not close the gap')}; "
+            f"delta-orthogonal init: {words.get(deltaorth, 'does not close the gap')}; "
+            f"TAT kernel shaping: {words.get(tat, 'does not close the gap')}")
     else:
         assert found["measured"]["why_inconclusive"] is None
+
+
+def test_conditioning_without_tat_cells_is_inconclusive_not_decided_by_the_bn_controls():
+    found = rows(study(diracperm=TRAINS, deltaorth=TRAINS, tat=None))["conditioning"]
+    assert found["verdict"] == "inconclusive"
+    assert found["measured"]["why_inconclusive"] == (
+        "permuted identity init: closes the gap; delta-orthogonal init: closes the gap; "
+        "TAT kernel shaping: not run")
 
 
 def test_near_identity_is_refuted_by_a_far_start_that_trains_and_needs_far_starts():
@@ -262,7 +273,8 @@ def test_the_report_shows_the_conditioning_controls_beside_the_identity_init():
     starts = next(b for b in blocks if b[0] == "table" and b[1][0] == "start")
     assert [row[:2] for row in starts[2]] == [
         ["He (the twin)", "BN"], ["identity init", "BN"], ["permuted identity init", "BN"],
-        ["delta-orthogonal init", "BN"]]  # the fixture has no no-BN controls
+        ["delta-orthogonal init", "BN"], ["TAT kernel shaping", "no BN, BN twins' gap"],
+        ["TAT kernel shaping", "no BN"]]  # TAT's net has no BN; no other no-BN control
     assert starts[2][1][2:] == ["0.10", "5.0%", starts[2][1][4], "closes"]
     assert starts[2][2][2] == "1.00" and starts[2][2][5] == "does not close"
     symptoms_table = next(b for b in blocks if b[0] == "table" and b[1][0] == "symptom")

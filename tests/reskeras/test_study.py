@@ -10,7 +10,7 @@ import pytest
 from reskeras.study.measures.gradient_flow import classify, conv_layers, gradient_summary
 from reskeras.study.cells import INTERVENTIONS
 from reskeras.study.judgment.recipes import TRAINING_HYPOTHESES
-from reskeras.study.run import Cell, StudyConfig, grid, run_study
+from reskeras.study.run import Cell, StudyConfig, grid, run_study, shaping_grid
 from reskeras.study.judgment.verdict import verdict
 from reskeras.cli import main
 from reskeras.commands.study import _export_best
@@ -185,29 +185,49 @@ def test_grid_and_presets():
         "resnet56-nobn-skipinit-s1", "resnet56-nobn-fixup-s1",
         "plain56-nobn-dirac-s2", "plain56-nobn-diracperm-s2", "plain56-nobn-deltaorth-s2",
         "resnet56-nobn-skipinit-s2", "resnet56-nobn-fixup-s2"]
-    # BN at depth 56: the identity init, its two isometric controls and 0.1x the rate;
-    # no BN: the three inits, SkipInit and Fixup (the rest of the rate sweep: full only)
-    assert len(names) == 3 * 4 * 3 + (4 + 5) * 3 == len(set(names))
+    # BN at depth 56: the identity init, its two isometric controls, 0.1x the rate and the
+    # twins without augmentation; no BN: the three inits, SkipInit and Fixup (the rest of
+    # the rate sweep: full only). TAT and the tuned BN net wait for their sweeps' picks
+    assert len(names) == 3 * 4 * 3 + (4 + 2 + 5) * 3 == len(set(names))
     assert {c.variant for c in grid(config)} == {"he", "dirac", "diracperm", "deltaorth",
-                                                 "skipinit", "fixup", "lr0.1"}
+                                                 "skipinit", "fixup", "lr0.1", "noaug"}
+    picked = grid(config, {"tat": 0.03, "tuned": 0.3})
+    assert [c.name for c in picked if c.variant in ("tat", "tat-noaug", "tuned")] == [
+        "plain56-bn-tuned-x0.3-s0", "plain56-bn-tuned-x0.3-s1", "plain56-bn-tuned-x0.3-s2",
+        "plain56-nobn-tat-x0.03-s0", "plain56-nobn-tat-noaug-x0.03-s0",
+        "plain56-nobn-tat-x0.03-s1", "plain56-nobn-tat-noaug-x0.03-s1",
+        "plain56-nobn-tat-x0.03-s2", "plain56-nobn-tat-noaug-x0.03-s2"]
+    # a tuned pick of the recipe's own rate is the plain net itself: no cells of its own
+    assert not [c for c in grid(config, {"tat": 0.03, "tuned": 1.0}) if c.variant == "tuned"]
+    # the shaping-only recipe (the paper's SGD in quick): the BN twins, the tuned net, TAT
+    assert config.shaping_recipes == ("paper",) and config.sweep_seeds == (100, 101, 102)
+    assert [c.name for c in shaping_grid(config, {"tat": 0.01, "tuned": 0.1})] == [
+        "plain56-bn-s0", "resnet56-bn-s0", "plain56-bn-s1", "resnet56-bn-s1", "plain56-bn-s2",
+        "resnet56-bn-s2", "plain56-bn-tuned-x0.1-s0", "plain56-bn-tuned-x0.1-s1",
+        "plain56-bn-tuned-x0.1-s2", "plain56-nobn-tat-x0.01-s0", "plain56-nobn-tat-x0.01-s1",
+        "plain56-nobn-tat-x0.01-s2"]
     # the base budget of 8 epochs (88 steps), doubled up to 4 times: the cap is 1,408 steps
     assert (config.recipe, config.epochs, config.max_doublings, config.compare_recipes) == \
         ("adam", 8, 4, ())
     full = StudyConfig.from_preset("full", "z")
-    # full: the whole rate sweep at depth 56, the three inits at every depth
+    # full: the whole rate sweep at depth 56, the three inits at every depth, TAT at every
+    # depth it can shape (not 8: 7 activations cannot reach C(0) = 0.9)
     assert (full.dataset, full.depths, full.seeds, full.deep_seeds, full.intervention_seeds,
             len(grid(full))) == ("digits", (8, 20, 32, 44, 56), (0, 1, 2, 3, 4),
                                  (0, 1, 2, 3, 4), (0, 1, 2, 3, 4),
-                                 5 * 4 * 5 + (7 + 5) * 5 + 4 * 3 * 2 * 5)
+                                 5 * 4 * 5 + (7 + 2 + 5) * 5 + 4 * 3 * 2 * 5)
+    assert len(grid(full, {"tat": 0.1, "tuned": 0.3})) == len(grid(full)) + (1 + 1) * 5 + 4 * 5
+    assert {c.depth for c in grid(full, {"tat": 0.1}) if c.variant == "tat"} == {20, 32, 44, 56}
     assert {c.depth for c in grid(full) if c.variant == "deltaorth"} == set(full.depths)
     assert {c.depth for c in grid(full) if c.variant in ("lr3", "fixup")} == {56}
     assert (full.recipe, full.compare_recipes, full.max_doublings) == ("adam", ("paper",), 5)
     paper = StudyConfig.from_preset("paper", "y")
     assert (paper.dataset, paper.depths, paper.steps, paper.max_doublings, len(grid(paper))) == \
         ("cifar10", (20, 32, 44, 56, 110), 4000, 4,
-         5 * 4 * 3 + 12 * 3 + 4 * 3 * 2 * 3)
+         5 * 4 * 3 + 14 * 3 + 4 * 3 * 2 * 3)
+    assert paper.shaping_recipes == ("adam",)
     assert paper.steps * 2 ** paper.max_doublings == 64000  # the paper's budget is the cap
-    assert {c.variant for c in grid(paper)} == {"he", *INTERVENTIONS}
+    assert {c.variant for c in grid(paper, {"tat": 0.1, "tuned": 0.3})} == {"he", *INTERVENTIONS}
     # --seeds N: N seeds of every cell; no interventions: the twins only
     two = StudyConfig.from_preset("quick", "w", seeds=(0, 1), interventions=())
     assert len(grid(two)) == 3 * 4 * 2
@@ -238,6 +258,22 @@ def test_intervention_cells_train_with_their_change(monkeypatch):
         ("fixup", False, False, None)
     assert all(seen[name].lr is None and seen[name].init is None
                for name in ("plain8-bn-s0", "resnet8-bn-s2"))
+    # TAT cannot shape 8 layers: no TAT cell there, whatever its sweep picked
+    assert not [c for c in grid(config, {"tat": 0.1}) if c.variant.startswith("tat")]
+    shaped = StudyConfig.from_preset("quick", "/nonexistent/t", depths=(20,))
+    for cell in grid(shaped, {"tat": 0.03, "tuned": 0.3}):
+        if cell.variant in ("tat", "tat-noaug", "tuned", "noaug"):
+            assert train_cell(shaped, cell) == ("diverged", None)
+    tat = seen["plain20-nobn-tat-x0.03-s0"]
+    assert (tat.kernel_shaping, tat.plain, tat.batch_norm, tat.augment) == \
+        ("tat", True, False, True)
+    assert tat.resolve_arch().name == "plain20_tat" and tat.lr == pytest.approx(3e-5)
+    assert seen["plain20-nobn-tat-noaug-x0.03-s1"].augment is False
+    tuned = seen["plain20-bn-tuned-x0.3-s2"]
+    assert (tuned.kernel_shaping, tuned.lr, tuned.resolve_arch().batch_norm) == \
+        (None, pytest.approx(3e-4), True)
+    assert [seen[f"{kind}20-bn-noaug-s0"].augment for kind in ("plain", "resnet")] == \
+        [False, False]
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -246,8 +282,14 @@ def test_intervention_cells_train_with_their_change(monkeypatch):
     ({"depths": (8, 8)}, r"`depths` must be distinct"),
     ({"interventions": ("dirac", "nope")}, r"`interventions` must be distinct, among 'dirac', "
                                           r"'diracperm', 'deltaorth', 'skipinit', 'fixup', "
-                                          r"'lr0.1', 'lr0.3', 'lr3', 'lr10'. Received: "
-                                          r"interventions="),
+                                          r"'lr0.1', 'lr0.3', 'lr3', 'lr10', 'tat', 'tuned', "
+                                          r"'noaug', 'tat-noaug'. Received: interventions="),
+    ({"sweep_seeds": (100, 0)}, r"^`sweep_seeds` must be distinct non-negative integers that "
+                                r"no other cell uses \(held out\). Received: "
+                                r"sweep_seeds=\[100, 0\]$"),
+    ({"shaping_recipes": ("adam",)}, r"^`shaping_recipes` must be distinct recipes among "
+                                     r"'paper', 'adam', other than `recipe` and "
+                                     r"`compare_recipes`. Received: shaping_recipes=\['adam'\]$"),
     ({"interventions": ("dirac",), "sweep_depths": ("fixup",)},
      r"^`sweep_depths` must be distinct interventions the study runs \('dirac'\). Received: "
      r"sweep_depths=\['fixup'\]$"),
@@ -307,6 +349,8 @@ def test_first_seed_shifts_every_seed_set(monkeypatch, tmp_path, capsys):
     assert tuple(quick.identity_task["seeds"]) == (100,)
     assert quick.identity_task["depths"] == (1, 2, 4, 8, 16)
     assert (two.seeds, two.deep_seeds, two.intervention_seeds) == ((7, 8), (7, 8), (7, 8))
+    # the rate sweeps' held-out seeds move with them, never onto a seed the verdict reads
+    assert (quick.sweep_seeds, two.sweep_seeds) == ((200, 201, 202), (107, 108, 109))
     errors = capsys.readouterr().err.strip().splitlines()
     assert errors[-1] == ("reskeras study: error: --first-seed must be a non-negative integer. "
                           "Received: first_seed=-1")

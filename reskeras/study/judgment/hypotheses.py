@@ -14,7 +14,8 @@ supported or refuted while one of its measured inputs is missing. The criteria
   over seeds against ``GAP_CLOSED``, the start-distance premise of an identity init);
   ``branch_scale`` is decided by SkipInit, with Fixup's gap test reported beside.
 - **rivals** (``conditioning``, ``near_identity``, ``learning_rate``):
-  :mod:`reskeras.study.judgment.rivals`.
+  :mod:`reskeras.study.judgment.rivals`; ``kernel_shaping`` (TAT's plain net without
+  shortcut or BN): :mod:`reskeras.study.judgment.shaping`.
 - ``vanishing_gradients`` (BN) and ``vanishing_gradients_no_bn``: in the family whose
   deepest plain net degraded (the verdict's flag), supported when its vanishing flag
   (the interval of the relative first/last ratio) is yes, refuted when no; inconclusive
@@ -53,6 +54,7 @@ from reskeras.study.cells import deepest_depth
 from reskeras.study.judgment import identity_task as identity_rule
 from reskeras.study.judgment import landscape as landscape_rule
 from reskeras.study.judgment import responses as responses_rule
+from reskeras.study.judgment import shaping as shaping_rule
 from reskeras.study.judgment.interventions import intervention, verdict_word
 from reskeras.study.judgment.rivals import conditioning, learning_rate, near_identity
 from reskeras.study.criteria import (ENSEMBLE_DAMAGE, GAP_CLOSED, IDENTITY_PREMISE,
@@ -212,17 +214,20 @@ TEXT = {
         "A start with dynamical isometry is enough: the deep plain net trains from any "
         "well-conditioned start, near the identity or not.",
         "Xiao et al. 2018 (delta-orthogonal); Saxe et al. 2014; Pennington et al. 2017",
-        "the deepest plain BN net from two isometric starts far from the identity: the "
-        "identity with its output channels permuted, and delta-orthogonal",
-        f"both close at least {GAP_CLOSED:.0%} of the gap to the residual twin"),
+        "the deepest plain net from three well-conditioned starts far from the identity: "
+        "with BN, the identity with its output channels permuted and delta-orthogonal; "
+        "without BN, TAT's shaped net",
+        f"all three close at least {GAP_CLOSED:.0%} of the gap between the plain BN net and "
+        "its residual twin"),
     "near_identity": (
         "The start must be near the identity: an isometric start far from it does not "
         "train the deep plain net.",
         "He et al. 2015 §3.1; Hardt & Ma 2017",
-        "the identity init against the two far isometric starts, deepest plain BN net, "
-        "with the measured start distance from the identity",
+        "the identity init against the three far well-conditioned starts (permuted identity, "
+        "delta-orthogonal, TAT), deepest plain net, with the measured start distance from "
+        "the identity",
         f"the identity init (started within {IDENTITY_PREMISE:g} of the identity) closes "
-        f"{GAP_CLOSED:.0%} of the gap and neither far start (at least {IDENTITY_PREMISE:g} "
+        f"{GAP_CLOSED:.0%} of the gap and no far start (at least {IDENTITY_PREMISE:g} "
         "away) does"),
     "branch_scale": (
         "What a deep residual net needs at initialization is a small residual branch (BN "
@@ -240,6 +245,7 @@ TEXT = {
         "quick runs 0.1x only)",
         f"some rate closes at least {GAP_CLOSED:.0%} of the gap to the residual twin; refuted "
         f"only when none of at least {LR_SWEEP_RATES} rates spanning {LR_SWEEP_SPAN:g}x does"),
+    "kernel_shaping": shaping_rule.TEXT_ROW,
     "identity_task": identity_rule.TEXT_ROW,
     "ensemble": (
         "A residual net behaves like an ensemble of shallow paths: no single block is "
@@ -299,6 +305,7 @@ def hypotheses(results: dict, flags: dict | None = None) -> tuple[list[dict], di
         "near_identity": near_identity(results),
         "branch_scale": _branch_scale(results),
         "learning_rate": learning_rate(results),
+        "kernel_shaping": shaping_rule.kernel_shaping(results),
         "identity_task": identity_rule.identity_task(results),
         "ensemble": _ensemble(results),
         "shattering": _shattering(results),

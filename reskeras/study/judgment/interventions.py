@@ -220,18 +220,22 @@ def verdict_word(decision) -> str:
 
 def intervention(results: dict, failing: tuple[bool, bool], variant: str,
                  reference: tuple[bool, bool], keys: tuple[str, str, str], *,
-                 premise: str | None = None, depth: int | None = None
+                 premise: str | None = None, depth: int | None = None,
+                 treated_net: tuple[bool, bool] | None = None
                  ) -> tuple[dict, dict, str, GapTest]:
     """``(measured, per_seed, verdict, test)`` of ``variant`` applied to the ``failing``
     (residual, batch_norm) net against the ``reference`` twin; ``keys`` name the three
-    mean errors in ``measured``; ``premise``: ``"near"`` or ``"far"`` from the identity."""
+    mean errors in ``measured``; ``premise``: ``"near"`` or ``"far"`` from the identity;
+    ``treated_net``: the (residual, batch_norm) the variant's cells have when it changes
+    more than the failing net's start (TAT's plain net has no BN; default ``failing``)."""
+    treated_net = treated_net or failing
     baseline = errors(results, *failing, depth=depth)
-    treated = errors(results, *failing, variant, depth=depth)
+    treated = errors(results, *treated_net, variant, depth=depth)
     target = errors(results, *reference, depth=depth)
     test = gap_test(baseline, treated, target,
-                    expected=seeds_run(results, *failing, variant, depth=depth),
+                    expected=seeds_run(results, *treated_net, variant, depth=depth),
                     premise=None if premise is None
-                    else start_distance(results, *failing, variant, depth=depth),
+                    else start_distance(results, *treated_net, variant, depth=depth),
                     far=premise == "far",
                     reference_why=untrained_reference(results, *reference, depth=depth))
     measured = {keys[0]: mean(baseline.values()), keys[1]: mean(treated.values()),

@@ -37,16 +37,22 @@ from reskeras.study.cells import LR_SWEEP, VARIANTS, lr_factor
 from reskeras.study.criteria import GAP_CLOSED, LR_SWEEP_RATES, LR_SWEEP_SPAN
 from reskeras.study.judgment.interventions import intervention, start_distance, verdict_word
 
-CONTROLS = ("diracperm", "deltaorth")  # isometric, far from the identity
+# well-conditioned starts far from the identity: two isometric inits that keep BN, and TAT's
+# shaped plain net without BN (issue 30: BN alone makes a deep plain net's gradients explode
+# at initialization, so the BN controls alone could refute conditioning unfairly)
+CONTROLS = ("diracperm", "deltaorth", "tat")
 _PLAIN_BN, _RESIDUAL_BN = (False, True), (True, True)
 _PLAIN_NO_BN, _RESIDUAL_NO_BN = (False, False), (True, False)
+TREATED_NET = {"tat": _PLAIN_NO_BN}  # TAT's cells are plain nets without BN
 
 
 def _control(results: dict, variant: str, failing=_PLAIN_BN, reference=_RESIDUAL_BN,
              premise: str | None = None):
+    treated = TREATED_NET.get(variant, failing)
     measured, per_seed, _, test = intervention(
-        results, failing, variant, reference, ("plain", variant, "residual"), premise=premise)
-    distance = start_distance(results, *failing, variant)
+        results, failing, variant, reference, ("plain", variant, "residual"), premise=premise,
+        treated_net=treated)
+    distance = start_distance(results, *treated, variant)
     return {"error": measured[variant], "decision": test.decision,
             "start_distance": sorted(distance.values()) or None,
             "closed_interval": measured["closed_interval"],

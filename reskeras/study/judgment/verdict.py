@@ -407,7 +407,7 @@ def _start(per_seed: dict) -> str:
 
 
 _START_WORDS = {"diracperm": "the identity with permuted channels",
-                "deltaorth": "delta-orthogonal"}
+                "deltaorth": "delta-orthogonal", "tat": "TAT's shaped net without BN"}
 
 
 def _why_part(rows: list[dict], seeds: dict | None = None) -> list[str]:
@@ -451,7 +451,7 @@ def _why_part(rows: list[dict], seeds: dict | None = None) -> list[str]:
             + ("" if (branch.get("fixup") or {}).get("error") is None else
                f"; Fixup gave {_pct(branch['fixup']['error'])}"))))
     starts = (m.get("near_identity") or {}).get("starts") or {}
-    controls = [(v, starts[v]) for v in ("diracperm", "deltaorth")
+    controls = [(v, starts[v]) for v in ("diracperm", "deltaorth", "tat")
                 if (starts.get(v) or {}).get("error") is not None]
     if controls:
         easier.append(said("conditioning", (
@@ -469,6 +469,17 @@ def _why_part(rows: list[dict], seeds: dict | None = None) -> list[str]:
             + " the recipe's learning rate the plain net ended at "
             + ", ".join(_pct(part["error"]) for part in rates.values())
             + f" (from {_pct(rate['plain'])})")))
+    shaped = {recipe: part for recipe, part in
+              ((m.get("kernel_shaping") or {}).get("recipes") or {}).items()
+              if part.get("plain_tat") is not None}
+    if shaped:
+        gap.append(said("kernel_shaping", (
+            "with its kernel shaped by TAT (no shortcut, no BN, at the rate its own sweep "
+            "picked) the plain net ended at "
+            + "; ".join(f"{_pct(part['plain_tat'])} under {recipe} (rate "
+                        f"{part['picked_rate']:.3g}), against {_pct(part['residual_bn'])} for "
+                        f"the BN residual twin and {_pct(part['plain_bn'])} for the BN plain net"
+                        for recipe, part in shaped.items()))))
     land = m.get("landscape", {})
     if land.get("plain_invariant_sharpness_final") is not None:
         gap.append(said("landscape", (

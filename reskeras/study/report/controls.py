@@ -51,7 +51,9 @@ def _starts_rows(verdict: dict) -> list[list[str]]:
             if part.get("error") is None:
                 continue
             decision = part.get("decision")
-            rows.append([VARIANTS[variant][0], family, _distance(part.get("start_distance")),
+            # TAT's net has no BN; in the BN section it is tested against the BN twins' gap
+            where = "no BN, BN twins' gap" if family == "BN" and variant == "tat" else family
+            rows.append([VARIANTS[variant][0], where, _distance(part.get("start_distance")),
                          value_text(part["error"], True), _interval(part.get("closed_interval")),
                          _DECISIONS.get(decision, str(decision))
                          + (f" ({part['why_inconclusive']})"

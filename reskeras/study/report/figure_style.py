@@ -47,7 +47,8 @@ def positive(values) -> np.ndarray:
 HE_COLORS = {False: "tab:red", True: "tab:blue"}
 VARIANT_COLORS = {"dirac": "tab:green", "diracperm": "tab:olive", "deltaorth": "tab:cyan",
                   "skipinit": "tab:purple", "fixup": "tab:pink", "lr0.1": "tab:orange",
-                  "lr0.3": "#fdae6b", "lr3": "tab:brown", "lr10": "0.35"}
+                  "lr0.3": "#fdae6b", "lr3": "tab:brown", "lr10": "0.35", "tat": "tab:gray",
+                  "tuned": "#e6550d", "noaug": "#9ecae1", "tat-noaug": "#bdbdbd"}
 
 
 def color_of(residual: bool, variant: str) -> str:

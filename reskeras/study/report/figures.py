@@ -19,6 +19,7 @@ from __future__ import annotations
 from reskeras.study.report.budget_figures import write_budget_figures
 from reskeras.study.report.twin_figures import write_twin_figures
 from reskeras.study.report.why_figures import write_why_figures
+from reskeras.study.report.shaping import write_shaping_figures
 
 
 def write_study_figures(results: dict, figures_dir: str) -> dict[str, str]:
@@ -37,7 +38,8 @@ def write_study_figures(results: dict, figures_dir: str) -> dict[str, str]:
     """
     return {**write_budget_figures(results, figures_dir),
             **write_twin_figures(results, figures_dir),
-            **write_why_figures(results, figures_dir)}
+            **write_why_figures(results, figures_dir),
+            **write_shaping_figures(results, figures_dir)}
 
 
 __all__ = ["write_study_figures"]

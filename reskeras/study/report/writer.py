@@ -32,6 +32,7 @@ from reskeras.study.cells import cell_of, is_twin
 from reskeras.study.report.text import (
     NOT_MEASURED, figure_blocks, finite, flag, mean, num, pct, section)
 from reskeras.study.report.render import render_html, render_markdown
+from reskeras.study.report.shaping import shaping_blocks
 from reskeras.study.report.why import budget, group_blocks, why_blocks
 from reskeras.study.report.figure_style import diverged_label
 from reskeras.study.report.time_table import time_blocks
@@ -385,6 +386,7 @@ def report_blocks(results: dict, figures: dict) -> list[tuple]:
     blocks += _convergence_blocks(results, figures, used)
     blocks += _recipe_blocks(results)
     blocks += why_blocks(results, figures, used)
+    blocks += shaping_blocks(results, figures, used)
     blocks += _degradation_blocks(results, figures, used)
     blocks += _gradient_blocks(results, figures, used)
     blocks += _analysis_blocks(results, figures, used)
@@ -408,13 +410,15 @@ def report_blocks(results: dict, figures: dict) -> list[tuple]:
 
 def write_summary_csv(results: dict, path: str) -> str:
     """Writes one row per cell (``SUMMARY_COLUMNS``, then ``train_error_at_STEPS`` for every
-    budget a cell was read at; the compared recipes' cells follow); ``None`` is an empty field.
+    budget a cell was read at; the compared recipes' cells follow, then those of the
+    shaping-only recipes); ``None`` is an empty field.
 
     Floats are written with ``str`` (they round-trip exactly), booleans as
     ``True``/``False``. Returns ``path``.
     """
-    cells = list(results["cells"]) + [c for part in (results.get("compared") or {}).values()
-                                      for c in part["cells"]]
+    cells = list(results["cells"]) + [
+        c for key in ("compared", "shaping") for part in (results.get(key) or {}).values()
+        for c in part["cells"]]
     budgets = sorted({int(k) for c in cells
                       for k in (c.get("convergence") or {}).get("train_errors", {})})
     columns = SUMMARY_COLUMNS + tuple(f"train_error_at_{b}" for b in budgets)

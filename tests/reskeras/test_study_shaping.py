@@ -1,0 +1,116 @@
+"""TAT in the study (issue 30): the rate sweeps, the swept cells under two recipes, the C map,
+the kernel_shaping hypothesis, end to end on a tiny study, and resumed without retraining."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+
+from reskeras.study.cells import SHAPING_FACTORS
+from reskeras.study.judgment.rates import pick
+from reskeras.study.run import StudyConfig, run_study
+
+TINY_TAT = dict(depths=(14,), steps=8, max_doublings=1, seeds=(0,), deep_seeds=(0,),
+                intervention_seeds=(0,), sweep_seeds=(100,), batch_size=64,
+                grad_norms_every=4, activations_every=4, precise_bn_batches=4,
+                interventions=("tat",), shaping_recipes=("paper",), analyses=("kernel_map",))
+
+
+@pytest.fixture(scope="module")
+def shaped_study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shaping") / "study"
+    config = StudyConfig.from_preset("quick", str(out), **TINY_TAT)
+    lines = []
+    results = run_study(config, log=lambda *a, **k: lines.append(" ".join(map(str, a))))
+    return config, results, lines
+
+
+def test_each_recipe_sweeps_five_rates_on_the_held_out_seed_and_picks_the_lowest_loss(
+        shaped_study):
+    config, results, lines = shaped_study
+    assert sorted(results["rate_sweeps"]) == ["adam", "paper"]
+    for recipe, base_rate in (("adam", 1e-3), ("paper", 0.1 * 64 / 128)):
+        record = results["rate_sweeps"][recipe]["tat"]
+        assert (record["net"], record["seeds"], record["budget_steps"], record["factors"]) == (
+            "plain14-nobn-tat", [100], 8 * 4, [1.0, 0.3, 0.1, 0.03, 0.01])
+        assert record["base_rate"] == pytest.approx(base_rate)
+        losses = {float(f): by_seed["100"] for f, by_seed in record["losses"].items()}
+        assert sorted(losses) == sorted(SHAPING_FACTORS)
+        finite = {f: v for f, v in losses.items() if v is not None and math.isfinite(v)}
+        assert record["picked"] == min(finite, key=finite.get)  # the rule, recomputed here
+        assert record["picked_rate"] == pytest.approx(record["picked"] * base_rate)
+        swept = [line for line in lines if line.startswith(f"[{recipe} sweep tat]")]
+        assert len(swept) == 5 and all("-s100: training 32 steps" in line for line in swept)
+
+
+def test_the_swept_cells_train_at_the_picked_rate_under_both_recipes(shaped_study):
+    config, results, _ = shaped_study
+    picked = {r: results["rate_sweeps"][r]["tat"]["picked"] for r in ("adam", "paper")}
+    adam_tat = [c for c in results["cells"] if c["variant"] == "tat"]
+    assert [c["name"] for c in adam_tat] == [f"plain14-nobn-tat-x{picked['adam']:g}-s0"]
+    assert adam_tat[0]["lr_factor"] == picked["adam"]
+    with open(os.path.join(config.out, adam_tat[0]["run_dir"], "config.json")) as handle:
+        saved = json.load(handle)
+    assert saved["arch"]["kernel_shaping"] == "tat" and saved["arch"]["batch_norm"] is False
+    assert saved["training"]["plan"]["base_lr"] == pytest.approx(picked["adam"] * 1e-3)
+    # the shaping-only recipe trains only the comparison: the BN twins and TAT's net
+    assert [c["name"] for c in results["shaping"]["paper"]["cells"]] == [
+        "plain14-bn-s0", "resnet14-bn-s0", f"plain14-nobn-tat-x{picked['paper']:g}-s0"]
+    assert all(c["recipe"] == "paper" and c["run_dir"].startswith("runs/paper/")
+               for c in results["shaping"]["paper"]["cells"])
+
+
+def test_the_c_map_and_the_hypothesis_are_in_the_verdict(shaped_study):
+    _, results, _ = shaped_study
+    rows = results["kernel_map"]
+    assert [r["group"] for r in rows] == ["plain14-bn", "resnet14-bn", "plain14-nobn",
+                                          f"plain14-nobn-tat-x{rows[3]['cell'].split('-x')[1][:-3]}"]
+    assert all([layer["layer"] for layer in r["layers"]] == [
+        "input", "stem_relu", *(f"stage{s}_block{b}_out" for s in (1, 2, 3) for b in (1, 2)),
+        "head_pool"] for r in rows)
+    assert all(-1 <= layer["mean_cosine"] <= 1 for r in rows for layer in r["layers"])
+    found = {row["id"]: row for row in results["verdict"]["hypotheses"]}["kernel_shaping"]
+    assert sorted(found["measured"]["recipes"]) == ["adam", "paper"]
+    # one seed gives no interval: undecided, and the reason says so
+    assert found["verdict"] == "inconclusive"
+    for part in found["measured"]["recipes"].values():
+        assert part["why_inconclusive"]
+
+
+def test_a_rerun_reuses_every_sweep_and_cell(shaped_study):
+    config, results, _ = shaped_study
+    lines = []
+    again = run_study(StudyConfig.from_preset("quick", config.out, **TINY_TAT),
+                      log=lambda *a, **k: lines.append(" ".join(map(str, a))))
+    assert not [line for line in lines if "sweep" in line]
+    assert again["rate_sweeps"] == results["rate_sweeps"]
+    assert [c["name"] for c in again["cells"]] == [c["name"] for c in results["cells"]]
+
+
+def test_pick_excludes_a_rate_with_any_diverged_seed_and_needs_one_left():
+    assert pick({1.0: {100: 0.1, 101: None}, 0.1: {100: 0.5, 101: 0.6}})[0] == 0.1
+    assert pick({1.0: {100: 0.1, 101: float("nan")}, 0.1: {100: 0.5, 101: 0.6}})[0] == 0.1
+    assert pick({1.0: {100: float("inf")}, 0.3: {100: None}}) == (
+        None, {"diverged": [1.0, 0.3], "mean_loss": {"1": None, "0.3": None}})
+    # the lowest mean over seeds, not the lowest single seed
+    assert pick({1.0: {100: 0.01, 101: 0.99}, 0.3: {100: 0.4, 101: 0.4}})[0] == 0.3
+
+
+def test_the_report_shows_the_sweeps_the_gap_and_the_kernel_map(shaped_study):
+    config, results, _ = shaped_study
+    with open(os.path.join(config.out, "report.md")) as handle:
+        report = handle.read()
+    assert "## Kernel shaping: a plain net with no shortcut and no BatchNorm" in report
+    for recipe in ("adam", "paper"):
+        record = results["rate_sweeps"][recipe]["tat"]
+        picked = f"{record['picked']:g}x"
+        assert any(line.startswith(f"| {recipe} | plain-14, no BN, TAT kernel shaping | {picked} |")
+                   and line.rstrip().endswith("| **picked** |") for line in report.splitlines())
+    assert "| recipe | TAT rate | plain BN | TAT | plain BN, tuned rate | residual BN |" in report
+    assert "figures/kernel_map.png" in report
+    assert os.path.getsize(os.path.join(config.out, "figures", "kernel_map.png")) > 10_000
+    start = [line for line in report.splitlines() if line.startswith("| plain, no BN, TAT |")]
+    assert len(start) == 1 and start[0].count("—") < 5  # the start is measured
