@@ -134,3 +134,20 @@ def test_the_start_is_read_from_the_cells_the_shattering_and_the_kernel_map():
     assert (found["plain_tat"]["c_last_block"], found["plain_tat"]["c_pooled"]) == (0.9, 0.99)
     assert found["plain_bn"]["sharpness"] == 50.0  # the raw eigenvalue at initialization
     assert found["plain_bn"]["gradient_growth"] == pytest.approx(2.0)  # the fixture's ratio
+
+
+def test_the_c_map_tells_a_net_that_keeps_similarity_from_one_that_forgets_it():
+    import numpy as np
+
+    from reskeras.study.measures.kernel_map import c_map, mean_cosine
+
+    x = np.random.RandomState(0).randn(40, 6)
+    kept = c_map(x, x @ np.linalg.qr(np.random.RandomState(1).randn(6, 6))[0])  # a rotation
+    assert kept["rank_correlation"] == pytest.approx(1.0)
+    np.testing.assert_allclose(kept["output_cosine"], kept["input_cosine"], atol=1e-12)
+    forgot = c_map(x, np.ones((40, 3)) + 1e-9 * np.random.RandomState(2).randn(40, 3))
+    assert forgot["spread"] < 1e-8 and abs(forgot["rank_correlation"]) < 0.2
+    assert np.allclose(forgot["output_cosine"], 1.0)
+    assert len(kept["input_cosine"]) == 10  # quantile bins of the 780 pairs
+    assert c_map(np.zeros((3, 2)), x[:3]) is None  # an all-zero input has no cosine
+    assert mean_cosine(np.array([[1.0, 0.0], [-1.0, 0.0]])) == -1.0

@@ -72,6 +72,11 @@ def test_the_c_map_and_the_hypothesis_are_in_the_verdict(shaped_study):
         "input", "stem_relu", *(f"stage{s}_block{b}_out" for s in (1, 2, 3) for b in (1, 2)),
         "head_pool"] for r in rows)
     assert all(-1 <= layer["mean_cosine"] <= 1 for r in rows for layer in r["layers"])
+    for r in rows:  # the C map, from the inputs to the pooled features
+        found = r["layers"][-1]["c_map"]
+        assert sorted(found) == ["input_cosine", "output_cosine", "rank_correlation", "spread"]
+        assert -1 <= found["rank_correlation"] <= 1 and found["spread"] >= 0
+        assert found["input_cosine"] == sorted(found["input_cosine"])  # quantile bins
     found = {row["id"]: row for row in results["verdict"]["hypotheses"]}["kernel_shaping"]
     assert sorted(found["measured"]["recipes"]) == ["adam", "paper"]
     # one seed gives no interval: undecided, and the reason says so

@@ -150,7 +150,9 @@ def start_symptoms(results: dict) -> dict:
     seeds; the scale-invariant one needs BN), ``shattering`` (neighbour input-gradient
     correlation, first seed), and the C map (mean cosine similarity between the
     representations of different inputs, first seed) at the last block (``c_last_block``)
-    and at the pooled features (``c_pooled``); ``None`` where not measured."""
+    and at the pooled features (``c_pooled``), with the spread of the pooled features'
+    pair cosines (``c_spread``) and their rank correlation with the input's
+    (``c_rank_correlation``); ``None`` where not measured."""
     depth = deepest_depth(results)
     found = {}
     for key, (residual, batch_norm, variant) in START_NETS.items():
@@ -170,7 +172,10 @@ def start_symptoms(results: dict) -> dict:
                               for c in cells),
             "shattering": mean(r.get("neighbour_correlation") for r in shattered),
             "c_last_block": layers[-2]["mean_cosine"] if len(layers) >= 2 else None,
-            "c_pooled": layers[-1]["mean_cosine"] if layers else None}
+            "c_pooled": layers[-1]["mean_cosine"] if layers else None,
+            "c_spread": ((layers[-1].get("c_map") or {}) if layers else {}).get("spread"),
+            "c_rank_correlation": ((layers[-1].get("c_map") or {}) if layers else {}).get(
+                "rank_correlation")}
     return found
 
 

@@ -9,6 +9,15 @@ the mean cosine similarity between the flattened representations of every pair o
 distinct inputs, ``<f(x), f(x')> / (||f(x)|| ||f(x')||)`` (uncentred, as the C map is),
 and the same for the pooled features the classifier reads (``head_pool``).
 
+A mean alone can mislead: TAT *aims* for a high one (it maps two unrelated inputs to a
+cosine of 0.9 at its output) while keeping different inputs distinguishable. What degenerates
+in a deep plain net is the *map* from the input's similarity to the output's: every pair ends
+alike, whatever it started as. :func:`c_map` measures that map for the pooled features: for
+every pair of inputs, the cosine at the input against the cosine at the output, binned (the
+C map of Deep Kernel Shaping, measured), with the spread of the output cosines and their rank
+correlation with the input cosines (1: the output orders pairs by similarity as the input
+does; near 0: it has forgotten which inputs were alike).
+
 Example:
 
 >>> import numpy as np
@@ -48,9 +57,46 @@ def mean_cosine(features: np.ndarray) -> float | None:
     return float((gram.sum() - np.trace(gram)) / (count * (count - 1)))
 
 
+def _pair_cosines(features: np.ndarray) -> np.ndarray | None:
+    flat = np.asarray(features, np.float64).reshape(len(features), -1)
+    norms = np.linalg.norm(flat, axis=1)
+    if not np.all(norms > 0):
+        return None
+    unit = flat / norms[:, None]
+    upper = np.triu_indices(len(flat), k=1)
+    return (unit @ unit.T)[upper]
+
+
+def c_map(inputs, outputs, bins: int = 10) -> dict | None:
+    """The map from input-pair cosine to output-pair cosine over every pair of rows.
+
+    Returns ``{"input_cosine": [bin means], "output_cosine": [bin means], "spread": std of
+    the output cosines, "rank_correlation": Spearman's rho between the two}``, the bins
+    being quantiles of the input cosines; ``None`` when a row is all zero.
+
+    >>> x = np.random.RandomState(0).randn(20, 5)
+    >>> found = c_map(x, x)
+    >>> round(found["rank_correlation"], 6), found["input_cosine"] == found["output_cosine"]
+    (1.0, True)
+    """
+    from scipy.stats import spearmanr
+
+    before, after = _pair_cosines(inputs), _pair_cosines(outputs)
+    if before is None or after is None or len(before) < 2:
+        return None
+    edges = np.quantile(before, np.linspace(0, 1, bins + 1))
+    which = np.clip(np.searchsorted(edges, before, side="right") - 1, 0, bins - 1)
+    kept = [k for k in range(bins) if np.any(which == k)]
+    rho = spearmanr(before, after).correlation if np.std(after) > 0 else 0.0
+    return {"input_cosine": [float(before[which == k].mean()) for k in kept],
+            "output_cosine": [float(after[which == k].mean()) for k in kept],
+            "spread": float(np.std(after)), "rank_correlation": float(rho)}
+
+
 def kernel_map(model, images, batch_size: int = 256) -> list[dict]:
     """``[{"layer", "mean_cosine"}]``: the input, then ``stem_relu``, every block output and
-    ``head_pool``, at the model's current weights (inference mode).
+    ``head_pool``, at the model's current weights (inference mode); the last row also has
+    ``"c_map"``, :func:`c_map` from the inputs to it.
 
     Args:
         model: a functional reskeras model.
@@ -70,8 +116,10 @@ def kernel_map(model, images, batch_size: int = 256) -> list[dict]:
         for k, output in enumerate(outputs):
             parts[k].append(np.asarray(output, np.float64).reshape(len(output), -1))
     rows = [{"layer": "input", "mean_cosine": mean_cosine(images)}]
-    return rows + [{"layer": name, "mean_cosine": mean_cosine(np.concatenate(found))}
-                   for name, found in zip(names, parts)]
+    rows += [{"layer": name, "mean_cosine": mean_cosine(np.concatenate(found))}
+             for name, found in zip(names, parts)]
+    rows[-1]["c_map"] = c_map(images, np.concatenate(parts[-1]))
+    return rows
 
 
-__all__ = ["kernel_map", "mean_cosine"]
+__all__ = ["c_map", "kernel_map", "mean_cosine"]

@@ -91,7 +91,9 @@ def _augmentation_rows(found: dict | None) -> list[list[str]]:
 def _start_rows(found: dict | None) -> list[list[str]]:
     return [[_NETS[key], _number(part["gradient_growth"]), _number(part["sharpness"]),
              _number(part["shattering"], 2), _number(part["c_last_block"], 4),
-             _number(part["c_pooled"], 4)] for key, part in (found or {}).items()]
+             _number(part["c_pooled"], 4), _number(part.get("c_spread"), 3),
+             _number(part.get("c_rank_correlation"), 3)]
+            for key, part in (found or {}).items()]
 
 
 def shaping_blocks(results: dict, figures: dict, used: set) -> list[tuple]:
@@ -135,28 +137,32 @@ def shaping_blocks(results: dict, figures: dict, used: set) -> list[tuple]:
     if any(any(cell != "—" for cell in row[1:]) for row in start):
         blocks += [("p", "The start: the first/last conv ratio of relative gradient norms at "
                     "step 0 (gradient growth), the raw top Hessian eigenvalue at "
-                    "initialization, the neighbour correlation of input gradients, and the "
-                    "mean cosine similarity between the representations of different inputs "
-                    "(the C map) at the last block and at the pooled features. A net whose "
-                    "inputs all look alike (cosine near 1) starts unable to tell them apart:"),
+                    "initialization, the neighbour correlation of input gradients, the mean "
+                    "cosine similarity between the representations of different inputs at the "
+                    "last block and at the pooled features, and, over every pair of inputs, "
+                    "the spread of the pooled features' cosines and their rank correlation "
+                    "with the input's cosines (the C map). TAT aims for a high mean (two "
+                    "unrelated inputs end at 0.9); a net that has forgotten which inputs were "
+                    "alike has a rank correlation near 0:"),
                    ("table", ["net", "gradient growth", "sharpness", "shattering",
-                              "C, last block", "C, pooled"], start, ())]
+                              "C, last block", "C, pooled", "C spread", "C rank correlation"],
+                    start, ())]
     return blocks + figure_blocks(figures, ("kernel_map",), used)
 
 
 def plot_kernel_map(results: dict, path: str) -> str:
-    """Mean cosine similarity between the representations of different inputs, at
+    """Left: mean cosine similarity between the representations of different inputs, at
     initialization, against the layer (input, stem, each block, pooled features), one line
-    per measured net (first seed). The PNG is 900 x 450 pixels."""
+    per measured net (first seed). Right (when measured): the C map, the pooled features'
+    pair cosine against the input's, binned. The PNG is 1300 x 450 pixels."""
     rows = require(results.get("kernel_map") or [], "a kernel map (`results['kernel_map']`)")
-    figure = blank_figure(900, 450)
-    ax = figure.subplots()
+    maps = [row for row in rows if row["layers"][-1].get("c_map")]
+    figure = blank_figure(1300 if maps else 900, 450)
+    axes = figure.subplots(1, 2 if maps else 1, squeeze=False,
+                           gridspec_kw={"width_ratios": [3, 2] if maps else [1]})[0]
+    ax = axes[0]
     for row in rows:
-        key = next((k for k, net in (("plain_bn", (False, True, "he")),
-                                     ("residual_bn", (True, True, "he")),
-                                     ("plain_no_bn", (False, False, "he")),
-                                     ("plain_tat", (False, False, "tat")))
-                    if (row["residual"], row["batch_norm"], row["variant"]) == net), None)
+        key = _key(row)
         color, style = _KERNEL_STYLE.get(key, ("0.3", "-"))
         values = [layer["mean_cosine"] for layer in row["layers"]]
         ax.plot(range(len(values)), [float("nan") if v is None else v for v in values],
@@ -169,7 +175,29 @@ def plot_kernel_map(results: dict, path: str) -> str:
     ax.set_ylim(None, 1.0)
     decorate(ax, f"The kernel at initialization, depth {rows[0]['depth']}: how alike different "
                  "inputs look", "layer", "mean cosine similarity between inputs", legend=8)
+    if maps:
+        right = axes[1]
+        for row in maps:
+            key = _key(row)
+            color, style = _KERNEL_STYLE.get(key, ("0.3", "-"))
+            found = row["layers"][-1]["c_map"]
+            right.plot(found["input_cosine"], found["output_cosine"], style, color=color,
+                       marker=".", label=f"{_NETS.get(key, row['group'])} "
+                                         f"(rank corr. {found['rank_correlation']:.2f})")
+        low = min(min(r["layers"][-1]["c_map"]["input_cosine"]) for r in maps)
+        right.plot([low, 1], [low, 1], ":", color="0.6", linewidth=1, label="output = input")
+        decorate(right, "The C map at the pooled features, pairs of inputs",
+                 "cosine between two inputs", "cosine between their pooled features",
+                 legend=7, size=10)
     return save_figure(figure, path)
+
+
+def _key(row: dict) -> str | None:
+    return next((k for k, net in (("plain_bn", (False, True, "he")),
+                                  ("residual_bn", (True, True, "he")),
+                                  ("plain_no_bn", (False, False, "he")),
+                                  ("plain_tat", (False, False, "tat")))
+                 if (row["residual"], row["batch_norm"], row["variant"]) == net), None)
 
 
 def write_shaping_figures(results: dict, figures_dir: str) -> dict[str, str]:

@@ -15,10 +15,12 @@ import math
 import numpy as np
 
 CAPTIONS = {
-    "kernel_map": "Mean cosine similarity between the representations of different test "
-                  "images at initialization, layer by layer, deepest nets, first seed: the "
-                  "C map of Deep Kernel Shaping, measured. Near 1, the net cannot tell its "
-                  "inputs apart.",
+    "kernel_map": "Left: mean cosine similarity between the representations of different "
+                  "test images at initialization, layer by layer, deepest nets, first seed. "
+                  "Right: the C map of Deep Kernel Shaping, measured: for every pair of "
+                  "images, the cosine between their pooled features against the cosine "
+                  "between the images (binned). A flat map means the net has forgotten which "
+                  "inputs were alike; TAT keeps it rising, high by design.",
     "degradation": "Training error (top) and loss (bottom, log) against step, one color per "
                    "depth, plain dashed, residual solid (He et al. 2015, Fig. 6); x: a "
                    "diverged cell's last finite point.",
