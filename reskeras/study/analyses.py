@@ -226,6 +226,7 @@ def kernel_maps(config, results: dict, data) -> list[dict] | None:
                 rows.append({"cell": cell["name"], "group": cell["group"],
                              "residual": residual, "batch_norm": batch_norm,
                              "variant": variant, "depth": deepest, "seed": seed,
+                             "images": len(images),
                              "layers": layers, "final": layers[-1]["mean_cosine"]})
     return rows or None
 

@@ -72,6 +72,7 @@ def test_the_c_map_and_the_hypothesis_are_in_the_verdict(shaped_study):
         "input", "stem_relu", *(f"stage{s}_block{b}_out" for s in (1, 2, 3) for b in (1, 2)),
         "head_pool"] for r in rows)
     assert all(-1 <= layer["mean_cosine"] <= 1 for r in rows for layer in r["layers"])
+    assert {r["images"] for r in rows} == {256}  # test images (the digits' test split has 360)
     for r in rows:  # the C map, from the inputs to the pooled features
         found = r["layers"][-1]["c_map"]
         assert sorted(found) == ["input_cosine", "output_cosine", "rank_correlation", "spread"]
