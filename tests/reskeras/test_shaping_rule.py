@@ -151,3 +151,18 @@ def test_the_c_map_tells_a_net_that_keeps_similarity_from_one_that_forgets_it():
     assert len(kept["input_cosine"]) == 10  # quantile bins of the 780 pairs
     assert c_map(np.zeros((3, 2)), x[:3]) is None  # an all-zero input has no cosine
     assert mean_cosine(np.array([[1.0, 0.0], [-1.0, 0.0]])) == -1.0
+
+
+def test_the_report_marks_a_pick_at_the_edge_of_the_sweep():
+    from reskeras.study.report.shaping import _sweep_rows
+
+    record = {**sweep_record("tat", 0.01), "label": "plain-56, no BN, TAT kernel shaping",
+              "diverged": [1.0], "mean_loss": {"0.3": 0.7, "0.1": 0.65, "0.03": 0.634,
+                                               "0.01": 0.605}}
+    rows = _sweep_rows({"paper": {"tat": record}})
+    assert [row[2:] for row in rows] == [
+        ["1x", "0.001", "diverged", ""], ["0.3x", "0.0003", "0.7", ""],
+        ["0.1x", "0.0001", "0.65", ""], ["0.03x", "3e-05", "0.634", ""],
+        ["0.01x", "1e-05", "0.605", "**picked** (the edge of the sweep)"]]
+    inside = _sweep_rows({"adam": {"tat": {**record, "picked": 0.1}}})
+    assert [row[-1] for row in inside] == ["", "", "**picked**", "", ""]

@@ -43,6 +43,15 @@ def _number(value, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}g}"
 
 
+def _pick_text(record: dict, factor: float) -> str:
+    """``**picked**``, and a warning when the pick is the sweep's largest or smallest rate:
+    the best rate may then lie outside the sweep."""
+    if record["picked"] != factor:
+        return ""
+    edge = factor in (min(record["factors"]), max(record["factors"]))
+    return "**picked** (the edge of the sweep)" if edge else "**picked**"
+
+
 def _sweep_rows(sweeps: dict) -> list[list[str]]:
     rows = []
     for recipe, found in sweeps.items():
@@ -53,7 +62,7 @@ def _sweep_rows(sweeps: dict) -> list[list[str]]:
                 rows.append([recipe, record["label"], f"{factor:g}x",
                              f"{factor * record['base_rate']:.3g}",
                              "diverged" if factor in record["diverged"] else _number(loss, 4),
-                             "**picked**" if record["picked"] == factor else ""])
+                             _pick_text(record, factor)])
     return rows
 
 
