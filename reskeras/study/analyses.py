@@ -36,7 +36,7 @@ import time
 import numpy as np
 
 from reskeras import rundir
-from reskeras.study.cells import CONDITIONING, group_cells, is_twin
+from reskeras.study.cells import CONDITIONING, SHAPING_NETS, group_cells, is_twin
 from reskeras.study.judgment.verdict import verdict
 
 LANDSCAPE_EXAMPLES = 256
@@ -203,8 +203,7 @@ def shattering_controls(config, results: dict, data) -> list[dict] | None:
 # the deepest plain starts whose symptoms at initialization are measured (batch_norm, variant)
 _STARTS = {(True, v) for v in CONDITIONING} | {(False, "tat")}
 # the deepest nets whose kernel (C map) is measured at initialization: (residual, bn, variant)
-KERNEL_MAP_NETS = ((False, True, "he"), (True, True, "he"), (False, False, "he"),
-                   (False, False, "tat"))
+KERNEL_MAP_NETS = tuple(SHAPING_NETS.values())
 KERNEL_MAP_IMAGES = 256
 
 

@@ -83,6 +83,10 @@ SWEPT_RATE = {"tat": "tat", "tuned": "tuned", "tat-noaug": "tat"}
 # the factors of the recipe's rate each sweep tries (100x, down from the recipe's rate: a
 # net without BN diverges at the paper's 0.1)
 SHAPING_FACTORS = (1.0, 0.3, 0.1, 0.03, 0.01)
+# the deepest nets whose start (symptoms, C map) is measured and shown beside TAT's:
+# key -> (residual, batch_norm, variant); read by the analyses, the judgment and the report
+SHAPING_NETS = {"plain_bn": (False, True, "he"), "residual_bn": (True, True, "he"),
+                "plain_no_bn": (False, False, "he"), "plain_tat": (False, False, "tat")}
 
 
 def lr_factor(variant: str) -> float | None:
@@ -210,5 +214,5 @@ def group_cells(cells: list[dict]) -> list[dict]:
 
 
 __all__ = ["CONDITIONING", "Cell", "INTERVENTIONS", "INTERVENTION_TWINS", "LR_SWEEP",
-           "SHAPING_FACTORS", "SHAPING_SWEEPS", "SWEPT_RATE", "VARIANTS", "cell_of",
+           "SHAPING_FACTORS", "SHAPING_NETS", "SHAPING_SWEEPS", "SWEPT_RATE", "VARIANTS", "cell_of",
            "deepest_depth", "group_cells", "is_twin", "lr_factor"]

@@ -30,7 +30,7 @@ Example:
 
 from __future__ import annotations
 
-from reskeras.study.cells import deepest_depth
+from reskeras.study.cells import SHAPING_NETS, deepest_depth
 from reskeras.study.criteria import GAP_CLOSED
 from reskeras.study.judgment.interventions import intervention, mean, verdict_word
 
@@ -134,8 +134,7 @@ def no_augmentation(results: dict) -> dict | None:
 
 
 # the deepest nets whose start is described beside TAT's: (residual, batch_norm, variant)
-START_NETS = {"plain_bn": (False, True, "he"), "residual_bn": (True, True, "he"),
-              "plain_no_bn": (False, False, "he"), "plain_tat": (False, False, "tat")}
+START_NETS = SHAPING_NETS
 
 
 def _batch_norm(row: dict) -> bool:

@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 from reskeras.analysis.plots import blank_figure, save_figure
+from reskeras.study.cells import SHAPING_NETS
 from reskeras.study.report.figure_style import decorate, require, write_each
 from reskeras.study.report.text import figure_blocks, value_text
 
@@ -202,10 +203,7 @@ def plot_kernel_map(results: dict, path: str) -> str:
 
 
 def _key(row: dict) -> str | None:
-    return next((k for k, net in (("plain_bn", (False, True, "he")),
-                                  ("residual_bn", (True, True, "he")),
-                                  ("plain_no_bn", (False, False, "he")),
-                                  ("plain_tat", (False, False, "tat")))
+    return next((k for k, net in SHAPING_NETS.items()
                  if (row["residual"], row["batch_norm"], row["variant"]) == net), None)
 
 
