@@ -33,6 +33,11 @@ def _record_file(config, recipe: str, cell: Cell) -> str:
     return rundir.path(folder, f"{cell.group.rsplit('-x', 1)[0]}.json")
 
 
+def budget_steps(config, data) -> int:
+    """The steps each run of a sweep trains: ``RATE_SWEEP_BUDGET`` x the base budget."""
+    return base_steps(config, data) * RATE_SWEEP_BUDGET
+
+
 def sweep(config, data, recipe: str, name: str, depth: int, *, trace_cache=None,
           log=print, verbose: int = 0) -> dict:
     """Runs (or reuses) one sweep and returns its record.
@@ -46,7 +51,7 @@ def sweep(config, data, recipe: str, name: str, depth: int, *, trace_cache=None,
     import tensorflow as tf
 
     residual, batch_norm, variant = SHAPING_SWEEPS[name]
-    budget = base_steps(config, data) * RATE_SWEEP_BUDGET
+    budget = budget_steps(config, data)
     first = Cell(residual, depth, batch_norm, config.sweep_seeds[0], variant, SHAPING_FACTORS[0])
     record_file = _record_file(config, recipe, first)
     saved = rundir.read_json(record_file) if tf.io.gfile.exists(record_file) else {}
@@ -100,4 +105,4 @@ def _write(path: str, record: dict) -> None:
     rundir.write_json(path, record)
 
 
-__all__ = ["SWEEPS_DIR", "needed", "sweep"]
+__all__ = ["SWEEPS_DIR", "budget_steps", "needed", "sweep"]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from reskeras import build_plain, build_resnet
+from reskeras.study.criteria import SHATTERING_GAP
 from reskeras.study.measures.shattering import (gradient_correlation, input_gradients_along_line,
                                           shattering_study)
 from reskeras.data import load_dataset
@@ -111,7 +112,8 @@ def test_plain20_shatters_more_than_resnet20_at_initialization():
     rows = shattering_study(models, digits(2), points=64)
     assert [row["model"] for row in rows] == ["plain20", "resnet20"]
     plain, residual = rows
-    assert plain["neighbour_correlation"] < residual["neighbour_correlation"] - 0.03
+    # by at least the gap the study's shattering rule needs (measured: 0.72 against 0.91)
+    assert plain["neighbour_correlation"] <= residual["neighbour_correlation"] - SHATTERING_GAP
     for row in rows:
         assert [r["image"] for r in row["per_image"]] == [0, 1]
         assert row["neighbour_correlation"] == pytest.approx(

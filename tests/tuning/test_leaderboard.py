@@ -2,13 +2,15 @@
 
 import csv
 import json
+import re
+from pathlib import Path
 
 import pytest
 
 from reskeras.specs import resolve_spec
 from tuning import read_leaderboard, write_leaderboard
-from tuning.figure import SIZE
-from tuning.leaderboard import ENTRY_KEYS, make_entry
+from tuning.leaderboard import make_entry
+from tests.tuning.documented import ENTRY_KEYS, FIGURE_SIZE, GRADIENT_KEYS
 
 SEARCH = {"tuner": "random", "dataset": "digits"}
 
@@ -74,7 +76,7 @@ def test_figure_is_a_png_of_the_documented_size(tmp_path):
     with open(tmp_path / "leaderboard.png", "rb") as handle:
         header = handle.read(24)
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")) == SIZE
+    assert (int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")) == FIGURE_SIZE
 
 
 def test_read_leaderboard_names_the_directory_when_missing(tmp_path):
@@ -87,3 +89,31 @@ def test_read_leaderboard_names_the_directory_when_missing(tmp_path):
     with pytest.raises(ValueError, match="`objective` must be"):
         write_leaderboard(str(tmp_path), objective={"name": "x", "direction": "up"},
                           search={}, entries=[])
+
+
+def _top_level_keys(text: str) -> list[str]:
+    """The keys of the first JSON object in ``text`` (the docs' example elides with ``...``,
+    so it is not parsed as JSON): those quoted at depth 1, followed by a colon."""
+    keys, depth = [], 0
+    for match in re.finditer(r'[{}\[\]]|"(\w+)": ', text):
+        token = match.group(0)
+        if token in "{[":
+            depth += 1
+        elif token in "}]":
+            depth -= 1
+            if depth == 0:
+                return keys
+        elif depth == 1:
+            keys.append(match.group(1))
+    raise AssertionError("unbalanced example")
+
+
+def test_the_contract_spelled_out_in_the_tests_is_the_one_docs_tuning_states():
+    with open(Path(__file__).parents[2] / "docs" / "tuning.md") as handle:
+        page = handle.read()
+    example = page.split("## The leaderboard (a contract)")[1].split("```json")[1].split("```")[0]
+    entry = example.split('"trials": [')[1]
+    assert tuple(_top_level_keys(entry)) == ENTRY_KEYS
+    assert tuple(_top_level_keys(entry.split('"gradients": ')[1])) == GRADIENT_KEYS
+    assert "Each entry has exactly the keys above, in that order." in page
+    assert f"`leaderboard.png` ({FIGURE_SIZE[0]} x {FIGURE_SIZE[1]} px)" in page

@@ -17,8 +17,7 @@ from reskeras.cli import main
 from reskeras.data import load_dataset
 from tuning import read_leaderboard
 from tuning.budget import model_cost
-from tuning.figure import SIZE
-from tuning.leaderboard import ENTRY_KEYS, GRADIENT_KEYS
+from tests.tuning.documented import ENTRY_KEYS, FIGURE_SIZE, GRADIENT_KEYS
 from tuning.search import SearchConfig, run_search
 
 # Hyperband(max_epochs=3, factor=3), bracket 1: three 1-epoch trials, then the best one
@@ -103,7 +102,7 @@ def test_leaderboard_is_complete_and_sorted_best_first(search):
     with open(tune / "leaderboard.png", "rb") as handle:
         header = handle.read(24)
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")) == SIZE
+    assert (int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")) == FIGURE_SIZE
     assert sorted(os.listdir(tune)) == ["keras_tuner", "leaderboard.csv", "leaderboard.json",
                                         "leaderboard.png", "runs", "search.json", "trials"]
 

@@ -36,9 +36,11 @@ from reskeras.study.criteria import BOOTSTRAP_SEEDS, CONFIDENCE
 RESAMPLES = 10_000
 
 
-def interval(values, *, confidence: float = CONFIDENCE) -> dict | None:
+def interval(values, *, confidence: float | None = None) -> dict | None:
     """``{"mean", "interval": [lo, hi], "method": "t" | "bootstrap", "n"}`` of the
-    finite ``values``, or ``None`` for fewer than two."""
+    finite ``values``, or ``None`` for fewer than two; ``confidence`` defaults to
+    ``CONFIDENCE``, read at each call."""
+    confidence = CONFIDENCE if confidence is None else confidence
     finite = np.array([float(v) for v in values if v is not None and math.isfinite(v)])
     n = len(finite)
     if n < 2:
@@ -65,6 +67,7 @@ def decide(bounds: dict | None, threshold: float, *, above: bool = True):
     if bounds is None:
         return None
     lo, hi = (round(b, 9) for b in bounds["interval"])
+    threshold = round(threshold, 9)  # both sides alike: a bound at the threshold is not beyond it
     if not above:
         lo, hi, threshold = -hi, -lo, -threshold
     if lo > threshold:
@@ -87,7 +90,8 @@ def decide_with_margin(bounds: dict | None, margin: float, floor: float = 0.0):
     if bounds is None:
         return None
     lo, hi = (round(b, 9) for b in bounds["interval"])
-    if lo > margin:
+    margin, floor = round(margin, 9), round(floor, 9)  # as the bounds: a bound at the margin
+    if lo > margin:                                     # is not above it
         return True
     if hi <= floor:
         return False

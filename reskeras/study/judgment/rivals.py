@@ -110,23 +110,28 @@ def near_identity(results: dict) -> tuple[dict, dict, str]:
     return measured, per_seed, verdict_word(decision)
 
 
-def learning_rate(results: dict) -> tuple[dict, dict, str]:
-    """``(measured, per_seed, verdict)`` of ``learning_rate`` (see the module docstring)."""
+def learning_rate(results: dict, factors: dict[str, float] | None = None
+                  ) -> tuple[dict, dict, str]:
+    """``(measured, per_seed, verdict)`` of ``learning_rate`` (see the module docstring).
+
+    ``factors``: the sweep's variants and the factor each scales the rate by (default: the
+    study's ``LR_SWEEP``)."""
+    factors = factors or {variant: lr_factor(variant) for variant in LR_SWEEP}
     rates, per_seed, measured = {}, {}, {}
-    for variant in LR_SWEEP:
+    for variant, factor in factors.items():
         found, seeds, _, test = intervention(results, _PLAIN_BN, variant, _RESIDUAL_BN,
                                              ("plain", variant, "residual"))
         if test.decision is None:  # not run
             continue
         measured.setdefault("plain", found["plain"])
         measured.setdefault("residual", found["residual"])
-        rates[variant] = {"factor": lr_factor(variant), "error": found[variant],
+        rates[variant] = {"factor": factor, "error": found[variant],
                           "decision": test.decision,
                           "closed_interval": found["closed_interval"],
                           "why_inconclusive": found["why_inconclusive"]}
         per_seed[variant] = seeds
-    factors = [rate["factor"] for rate in rates.values()]
-    span = max(factors) / min(factors) if factors else None
+    ran = [rate["factor"] for rate in rates.values()]
+    span = max(ran) / min(ran) if ran else None
     decisions = [rate["decision"] for rate in rates.values()]
     why = None
     if any(d is True for d in decisions):

@@ -228,6 +228,18 @@ def _initial_error(model: keras.Model, held_out: np.ndarray) -> float:
     return relative_error(outputs, held_out)
 
 
+def converged(errors) -> bool | None:
+    """Whether held-out ``errors`` (one per doubling budget) moved by less than
+    ``IDENTITY_CONVERGED`` over the last doubling (``None`` before a second reading).
+
+    >>> converged([0.3, 0.1, 0.095]), converged([0.3, 0.1, 0.08]), converged([0.3])
+    (True, False, None)
+    """
+    if len(errors) < 2:
+        return None
+    return bool(abs(errors[-1] - errors[-2]) < IDENTITY_CONVERGED)
+
+
 class _Stack:
     """One stack in training: its model, Adam, compiled step and its seed's input stream.
 
@@ -260,11 +272,7 @@ class _Stack:
                                           self.held_out))
 
     def converged(self) -> bool | None:
-        """Whether the error moved by less than ``IDENTITY_CONVERGED`` over the last doubling
-        (``None`` before a second reading)."""
-        if len(self.errors) < 2:
-            return None
-        return bool(abs(self.errors[-1] - self.errors[-2]) < IDENTITY_CONVERGED)
+        return converged(self.errors)
 
     def row(self) -> dict:
         return {"kind": self.kind, "depth": self.depth, "seed": self.seed,
@@ -362,5 +370,5 @@ def identity_task_summary(result: dict) -> dict:
 
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_DEPTHS", "DEFAULT_LR", "DEFAULT_MAX_DOUBLINGS",
-           "DEFAULT_STEPS", "HELD_OUT", "KINDS", "build_identity_stack", "identity_task",
+           "DEFAULT_STEPS", "HELD_OUT", "KINDS", "build_identity_stack", "converged", "identity_task",
            "identity_task_summary", "relative_error"]
