@@ -53,3 +53,43 @@ def tiny_cifar10(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_cifar10")
     images = prepare_cifar10(root / "tfds", root / "files")
     return str(root / "tfds"), images
+
+
+# Hyperband(max_epochs=3, factor=3), bracket 1: three 1-epoch trials, then the best one
+# continued for 2 more epochs; 4 samples of depth {8, 14} x width {2, 4}
+SEARCH_ARGS = ["--dataset", "digits", "--tuner", "hyperband", "--max-trials", "4",
+               "--max-epochs", "3", "--depths", "8", "14", "--widths", "2", "4", "--no-xla",
+               "--seed", "0"]
+
+
+def search_config(out, **overrides):
+    """The :class:`tuning.search.SearchConfig` that :data:`SEARCH_ARGS` give."""
+    from tuning.search import SearchConfig
+
+    values = dict(out=str(out), dataset="digits", tuner="hyperband", max_trials=4, max_epochs=3,
+                  depths=(8, 14), widths=(2, 4), jit_compile=False, seed=0)
+    values.update(overrides)
+    return SearchConfig(**values)
+
+
+@pytest.fixture(scope="session")
+def hyperband_search(tmp_path_factory):
+    """The suite's one real Hyperband search (4 trials on digits), with a gradient-norm
+    logger and TensorBoard per trial: ``(root, tune_dir, leaderboard, logger)``. Tests read
+    it (tuning's and export's) and must not change it; ``root/display.txt`` is what it printed.
+    """
+    import contextlib
+    import io
+
+    from reskeras.callbacks import GradientNormLogger
+    from tuning.search import run_search
+
+    root = tmp_path_factory.mktemp("search")
+    logger = GradientNormLogger(every_n_steps=4, log_dir=str(root / "grads"))
+    board = keras.callbacks.TensorBoard(log_dir=str(root / "board"))
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown):
+        result = run_search(search_config(root / "tune"), callbacks=[logger, board])
+    keras.backend.clear_session()
+    (root / "display.txt").write_text(shown.getvalue())
+    return root, root / "tune", result, logger

@@ -1,4 +1,4 @@
-"""Helpers shared by the export tests: one tiny trained run per process, a fake tuner dir.
+"""Helpers shared by the export tests: one tiny trained run per process.
 
 Fixtures cannot live in a conftest here, so the expensive facts are cached at
 module level: every test module asking for the digits run gets the same
@@ -8,12 +8,10 @@ directory, trained once (depth 8, width 4, one epoch: ~8 s on 2 cores).
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import shutil
 import tempfile
 
-import tensorflow as tf
 
 _RUNS: dict = {}
 _ROOT = None
@@ -70,36 +68,3 @@ def tree_bytes(path: str) -> dict[str, bytes]:
             with open(full, "rb") as handle:
                 files[os.path.relpath(full, path)] = handle.read()
     return files
-
-
-def make_tuner_dir(path: str, runs: list[tuple[str, str, float]]) -> str:
-    """A tuner dir per the leaderboard contract from finished runs ``(trial_id, run, score)``.
-
-    Each run is copied to ``path/trials/<trial_id>``; two more trials (FAILED,
-    RUNNING) without runs are added; trials are sorted best first.
-    """
-    trials = []
-    for trial_id, run_dir, score in runs:
-        target = os.path.join(path, "trials", trial_id)
-        shutil.copytree(run_dir, target)
-        with open(os.path.join(target, "config.json")) as handle:
-            config = json.load(handle)
-        with open(os.path.join(target, "summary.json")) as handle:
-            final = json.load(handle)["final"]
-        trials.append({
-            "trial_id": trial_id, "status": "COMPLETED", "score": score,
-            "metrics": {k: final[k] for k in ("val_accuracy", "val_loss", "accuracy", "loss")},
-            "hyperparameters": {"depth": 8, "width": config["arch"]["widths"][0]},
-            "arch": config["arch"], "params": 0, "seconds": final["seconds"],
-            "gradients": {"state": "healthy"}, "run_dir": f"trials/{trial_id}",
-            "weights": f"trials/{trial_id}/model.keras"})
-    trials.sort(key=lambda t: -t["score"])
-    for trial_id, status in (("t_failed", "FAILED"), ("t_running", "RUNNING")):
-        trials.append({"trial_id": trial_id, "status": status, "score": None, "metrics": {},
-                       "hyperparameters": {}, "arch": None, "params": 0, "seconds": 0.0,
-                       "gradients": {}, "run_dir": None, "weights": None})
-    tf.io.gfile.makedirs(path)
-    with open(os.path.join(path, "leaderboard.json"), "w") as handle:
-        json.dump({"objective": {"name": "val_accuracy", "direction": "max"},
-                   "trials": trials}, handle)
-    return path

@@ -1,4 +1,7 @@
-"""``--tuner TUNE_DIR --top K``: the K best COMPLETED trials of a leaderboard, one version each."""
+"""``--tuner TUNE_DIR --top K``: the K best COMPLETED trials of a leaderboard, one version each.
+
+The tuner directory is the suite's one real Hyperband search (tests/conftest.py), exactly as
+``reskeras tune`` leaves it: its leaderboard, run directories and ``model.keras`` files."""
 
 from __future__ import annotations
 
@@ -14,14 +17,11 @@ from reskeras.cli import main
 from reskeras.data import load_dataset
 from reskeras.preprocessing import normalize
 from reskeras._backend import keras
-from tests.export import make_tuner_dir, trained_run
 
 
 @pytest.fixture(scope="module")
-def tuner_dir(tmp_path_factory):
-    # two tiny runs of different widths: the export must rebuild each from its own `arch`
-    runs = [("t_w4", trained_run(width=4), 0.25), ("t_w2", trained_run(width=2, seed=1), 0.75)]
-    return make_tuner_dir(str(tmp_path_factory.mktemp("tune")), runs)
+def tuner_dir(hyperband_search):
+    return str(hyperband_search[1])
 
 
 def _metadata(path):
@@ -58,9 +58,11 @@ def test_top_k_exports_best_as_highest_version(tuner_dir, top_two):
             "hyperparameters": trial["hyperparameters"], "run_dir": trial["run_dir"],
             "weights": trial["weights"]}
         assert metadata["arch"] == trial["arch"] and metadata["metrics"] == trial["metrics"]
-    assert _metadata(paths[0])["source"]["trial_id"] == "t_w2"
-    assert _metadata(paths[0])["arch"]["widths"] == [2, 4, 8]
-    assert _metadata(paths[1])["arch"]["widths"] == [4, 8, 16]
+    # each version is rebuilt from its own trial's arch (depth and width as sampled)
+    for path, trial in zip(paths, (best, second)):
+        arch = _metadata(path)["arch"]
+        assert (sum(arch["depths"]) * 2 + 2, arch["widths"][0]) == (
+            trial["hyperparameters"]["depth"], trial["hyperparameters"]["width"])
 
 
 def test_exported_trials_have_their_weights(tuner_dir, top_two):
@@ -79,12 +81,13 @@ def test_top_must_be_positive_and_trials_complete(tuner_dir, tmp_path):
         export_tuner(tuner_dir, str(tmp_path), "digits", top=0)
     with open(os.path.join(tuner_dir, "leaderboard.json")) as handle:
         board = json.load(handle)
-    board["trials"][1]["weights"] = "trials/t_w4/missing.keras"
+    second = board["trials"][1]["trial_id"]
+    board["trials"][1]["weights"] = f"runs/{second}/missing.keras"
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "leaderboard.json").write_text(json.dumps(board))
-    (broken / "trials").symlink_to(os.path.join(tuner_dir, "trials"))
+    (broken / "runs").symlink_to(os.path.join(tuner_dir, "runs"))
     with pytest.raises(ValueError, match=r"each COMPLETED trial must point to an existing "
-                                         r"weights file\. Received: weights='trials/t_w4/missing"):
+                                         rf"weights file\. Received: weights='runs/{second}/missing"):
         export_tuner(str(broken), str(tmp_path / "base"), "digits", top=2)
     assert sorted(os.listdir(tmp_path)) == ["broken"]  # the best trial was not exported either

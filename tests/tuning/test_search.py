@@ -1,8 +1,6 @@
-"""A real 4-trial Hyperband search on digits (shared by the module), the leaderboard contract,
-per-trial callbacks, budget rejection before training, re-runs, and bad input (exit 2)."""
+"""The suite's real 4-trial Hyperband search on digits (tests/conftest.py), the leaderboard
+contract, per-trial callbacks, budget rejection before training, re-runs, and bad input (exit 2)."""
 
-import contextlib
-import io
 import json
 import os
 
@@ -12,38 +10,21 @@ import pytest
 
 import reskeras  # noqa: F401  (registers the layers model.keras files need)
 from reskeras import rundir
-from reskeras.callbacks import GradientNormLogger
 from reskeras.cli import main
 from reskeras.data import load_dataset
 from tuning import read_leaderboard
 from tuning.budget import model_cost
 from tests.tuning.documented import ENTRY_KEYS, FIGURE_SIZE, GRADIENT_KEYS
-from tuning.search import SearchConfig, run_search
+from tuning.search import run_search
+from tests.conftest import SEARCH_ARGS, search_config
 
-# Hyperband(max_epochs=3, factor=3), bracket 1: three 1-epoch trials, then the best one
-# continued for 2 more epochs; 4 samples of depth {8, 14} x width {2, 4}
-ARGS = ["--dataset", "digits", "--tuner", "hyperband", "--max-trials", "4", "--max-epochs", "3",
-        "--depths", "8", "14", "--widths", "2", "4", "--no-xla", "--seed", "0"]
-
-
-def _config(out, **overrides):
-    values = dict(out=str(out), dataset="digits", tuner="hyperband", max_trials=4, max_epochs=3,
-                  depths=(8, 14), widths=(2, 4), jit_compile=False, seed=0)
-    values.update(overrides)
-    return SearchConfig(**values)
+ARGS = SEARCH_ARGS
+_config = search_config
 
 
-@pytest.fixture(scope="module")
-def search(tmp_path_factory):
-    root = tmp_path_factory.mktemp("search")
-    logger = GradientNormLogger(every_n_steps=4, log_dir=str(root / "grads"))
-    board = keras.callbacks.TensorBoard(log_dir=str(root / "board"))
-    shown = io.StringIO()
-    with contextlib.redirect_stdout(shown):
-        result = run_search(_config(root / "tune"), callbacks=[logger, board])
-    keras.backend.clear_session()
-    (root / "display.txt").write_text(shown.getvalue())
-    return root, root / "tune", result, logger
+@pytest.fixture
+def search(hyperband_search):
+    return hyperband_search
 
 
 def test_trial_tables_are_plain_text_outside_a_notebook(search):
