@@ -101,7 +101,6 @@ def distributions(tmp_path_factory):
     return {"sdist": sdist, "wheel": wheel, "source": outdir.with_name("dist-src")}
 
 
-@pytest.mark.slow
 def test_sdist_carries_the_packages_and_the_files_the_build_reads(distributions):
     sdist = distributions["sdist"]
     assert sdist.name == "reskeras-0.3.0.tar.gz"
@@ -117,7 +116,6 @@ def test_sdist_carries_the_packages_and_the_files_the_build_reads(distributions)
     assert metadata["License-Expression"] == "Apache-2.0"
 
 
-@pytest.mark.slow
 def test_wheel_holds_the_three_packages_and_the_console_script(distributions):
     with zipfile.ZipFile(distributions["wheel"]) as archive:
         names = set(archive.namelist())

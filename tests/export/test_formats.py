@@ -1,4 +1,6 @@
-"""Optional formats (TFLite, ONNX) and verification catching real damage (slow: minutes)."""
+"""Optional formats (TFLite, ONNX) and verification catching real damage (about 15 s each).
+
+The ONNX test needs the `onnx` extra, which the README's test command installs."""
 
 from __future__ import annotations
 
@@ -23,7 +25,6 @@ def run_dir():
     return trained_run()
 
 
-@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
 def test_tflite_is_written_and_matches_keras(run_dir, tmp_path):
     result = export_savedmodel(run_dir, str(tmp_path), "digits", formats=("tflite",))
@@ -42,7 +43,6 @@ def test_tflite_is_written_and_matches_keras(run_dir, tmp_path):
     np.testing.assert_array_equal(out["class_ids"], reference["class_ids"])
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(bool(ONNX_MISSING), reason=f"{ONNX_MISSING} not installed: "
                                                  "pip install reskeras[onnx]")
 def test_onnx_is_written_and_matches_keras(run_dir, tmp_path):
@@ -63,7 +63,6 @@ def test_onnx_is_written_and_matches_keras(run_dir, tmp_path):
         session.run(None, {"images": reference["images"].astype(np.float32)})
 
 
-@pytest.mark.slow
 def test_verification_catches_wrong_reference_probabilities(tmp_path):
     copy = tmp_path / "digits" / "1"
     shutil.copytree(verified_export().path, copy)

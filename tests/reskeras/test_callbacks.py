@@ -207,7 +207,9 @@ def test_activation_logger_under_fit_needs_a_probe():
         model.fit(x, y, epochs=1, verbose=0, callbacks=[ActivationStatsLogger()])
 
 
-@pytest.mark.slow  # about 26 s: four runs on 1 and 2 replicas in a fresh process
+# about 26 s: four runs on 1 and 2 replicas in a fresh process; the default run compares the
+# trainer's logged norms on 1 and 2 replicas (test_train_distributed), this adds model.fit
+@pytest.mark.slow
 def test_replicas_log_the_aggregated_gradient(tmp_path):
     code = textwrap.dedent(f"""
         from reskeras.distribute import configure_cpu_replicas
