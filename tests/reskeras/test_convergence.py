@@ -160,3 +160,27 @@ def test_an_unconverged_shallow_reference_leaves_degradation_inconclusive():
     assert found["degradation"]["numbers"]["plain"]["why_inconclusive"] == \
         "the shallow reference hit the cap without converging (plain8-bn-s1)"
     assert found["degradation"]["residual"] is False
+
+
+def test_no_reading_yet_is_a_cell_that_has_not_started():
+    assert state({}, classes=10, cap=1408) == {
+        "steps": 0, "converged": False, "done": False, "failed_to_start": None}
+
+
+@pytest.mark.parametrize("errors, converged", [
+    ((0.30, 0.30 - 0.004995), True),   # 0.4995 points: converged (0.5045 if scaled by 101)
+    ((0.30, 0.30 - 0.005005), False),  # 0.5005 points
+    ((0.30, None), False),             # the last reading has no error: nothing to compare
+    ((None, 0.30), False),             # nor has the one before
+])
+def test_two_readings_decide_convergence_from_the_points_moved(errors, converged):
+    found = state(points(list(errors)), classes=10, cap=1408)
+    assert found == {"steps": 176, "converged": converged, "done": converged,
+                     "failed_to_start": False}
+
+
+def test_a_loss_exactly_at_the_failed_to_start_margin_counts_as_failed():
+    chance = math.log(27)  # 27 classes: the one below 200 where the margin is exact in floats
+    loss = chance + FAILED_TO_START * chance
+    assert abs(loss - chance) == FAILED_TO_START * chance  # the premise: exactly at it
+    assert failed_to_start(loss, 27) is True
