@@ -87,7 +87,8 @@ def test_top_must_be_positive_and_trials_complete(tuner_dir, tmp_path):
     broken.mkdir()
     (broken / "leaderboard.json").write_text(json.dumps(board))
     (broken / "runs").symlink_to(os.path.join(tuner_dir, "runs"))
-    with pytest.raises(ValueError, match=r"each COMPLETED trial must point to an existing "
-                                         rf"weights file\. Received: weights='runs/{second}/missing"):
+    message = (r"each COMPLETED trial must point to an existing weights file\. "
+               rf"Received: weights='runs/{second}/missing")
+    with pytest.raises(ValueError, match=message):
         export_tuner(str(broken), str(tmp_path / "base"), "digits", top=2)
     assert sorted(os.listdir(tmp_path)) == ["broken"]  # the best trial was not exported either

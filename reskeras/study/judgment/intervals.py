@@ -67,7 +67,7 @@ def decide(bounds: dict | None, threshold: float, *, above: bool = True):
     if bounds is None:
         return None
     lo, hi = (round(b, 9) for b in bounds["interval"])
-    threshold = round(threshold, 9)  # both sides alike: a bound at the threshold is not beyond it
+    threshold = round(threshold, 9)  # as the bounds: a bound at the threshold is not beyond it
     if not above:
         lo, hi, threshold = -hi, -lo, -threshold
     if lo > threshold:
@@ -90,8 +90,9 @@ def decide_with_margin(bounds: dict | None, margin: float, floor: float = 0.0):
     if bounds is None:
         return None
     lo, hi = (round(b, 9) for b in bounds["interval"])
-    margin, floor = round(margin, 9), round(floor, 9)  # as the bounds: a bound at the margin
-    if lo > margin:                                     # is not above it
+    # rounded as the bounds are, so a bound exactly at the margin is not above it
+    margin, floor = round(margin, 9), round(floor, 9)
+    if lo > margin:
         return True
     if hi <= floor:
         return False

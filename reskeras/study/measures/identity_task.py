@@ -370,5 +370,5 @@ def identity_task_summary(result: dict) -> dict:
 
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_DEPTHS", "DEFAULT_LR", "DEFAULT_MAX_DOUBLINGS",
-           "DEFAULT_STEPS", "HELD_OUT", "KINDS", "build_identity_stack", "converged", "identity_task",
-           "identity_task_summary", "relative_error"]
+           "DEFAULT_STEPS", "HELD_OUT", "KINDS", "build_identity_stack", "converged",
+           "identity_task", "identity_task_summary", "relative_error"]
