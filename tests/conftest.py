@@ -30,9 +30,12 @@ gc.freeze()
 
 
 def _created_keras_objects() -> bool:
-    """Whether Keras named any layer, model or variable since the last clear_session()."""
-    from keras.src.backend.common import global_state
-
+    """Whether Keras named any layer, model or variable since the last clear_session()
+    (``True`` when a Keras without this private state cannot tell: collect, as before)."""
+    try:
+        from keras.src.backend.common import global_state
+    except ImportError:
+        return True
     return bool(global_state.get_global_attribute("object_name_uids"))
 
 

@@ -1,8 +1,8 @@
 """Helpers shared by the export tests: one tiny trained run per process.
 
-Fixtures cannot live in a conftest here, so the expensive facts are cached at
-module level: every test module asking for the digits run gets the same
-directory, trained once (depth 8, width 4, one epoch: ~8 s on 2 cores).
+The expensive facts are cached at module level, so plain helpers (not only
+fixtures) can ask for them: every test module asking for the digits run gets the
+same directory, trained once (depth 8, width 4, one epoch: ~8 s on 2 cores).
 """
 
 from __future__ import annotations

@@ -76,7 +76,8 @@ def test_figure_is_a_png_of_the_documented_size(tmp_path):
     with open(tmp_path / "leaderboard.png", "rb") as handle:
         header = handle.read(24)
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")) == FIGURE_SIZE
+    size = (int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big"))
+    assert size == FIGURE_SIZE
 
 
 def test_read_leaderboard_names_the_directory_when_missing(tmp_path):

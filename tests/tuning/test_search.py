@@ -18,20 +18,11 @@ from tests.tuning.documented import ENTRY_KEYS, FIGURE_SIZE, GRADIENT_KEYS
 from tuning.search import run_search
 from tests.conftest import SEARCH_ARGS, search_config
 
-ARGS = SEARCH_ARGS
-_config = search_config
-
-
-@pytest.fixture
-def search(hyperband_search):
-    return hyperband_search
-
-
-def test_trial_tables_are_plain_text_outside_a_notebook(search):
+def test_trial_tables_are_plain_text_outside_a_notebook(hyperband_search):
     # Keras Tuner 1.4.8 took any process that can import IPython for a notebook and
     # wrote IPython's clear_output() escape after every trial (only where IPython is
     # installed: Colab, most workstations; without it the tables were plain already)
-    shown = (search[0] / "display.txt").read_text()
+    shown = (hyperband_search[0] / "display.txt").read_text()
     assert [f"Trial {n} Complete" in shown for n in (1, 2, 3, 4)] == [True] * 4
     assert "\x1b" not in shown
 
@@ -46,8 +37,8 @@ def _snapshot(folder):
     return files
 
 
-def test_leaderboard_is_complete_and_sorted_best_first(search):
-    _, tune, result, _ = search
+def test_leaderboard_is_complete_and_sorted_best_first(hyperband_search):
+    _, tune, result, _ = hyperband_search
     board = read_leaderboard(str(tune))
     assert board == result
     assert list(board) == ["objective", "search", "trials"]
@@ -83,13 +74,14 @@ def test_leaderboard_is_complete_and_sorted_best_first(search):
     with open(tune / "leaderboard.png", "rb") as handle:
         header = handle.read(24)
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")) == FIGURE_SIZE
+    size = (int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big"))
+    assert size == FIGURE_SIZE
     assert sorted(os.listdir(tune)) == ["keras_tuner", "leaderboard.csv", "leaderboard.json",
                                         "leaderboard.png", "runs", "search.json", "trials"]
 
 
-def test_hyperband_continues_the_best_first_round_trial_from_its_weights(search):
-    _, tune, result, _ = search
+def test_hyperband_continues_the_best_first_round_trial_from_its_weights(hyperband_search):
+    _, tune, result, _ = hyperband_search
     entries = {t["trial_id"]: t for t in result["trials"]}
     first_round = [t for t in entries.values() if t["hyperparameters"]["tuner/round"] == 0]
     continued = [t for t in entries.values() if t["hyperparameters"]["tuner/round"] == 1]
@@ -110,8 +102,8 @@ def test_hyperband_continues_the_best_first_round_trial_from_its_weights(search)
         assert at_start[name] == pytest.approx(norm, rel=1e-5), name
 
 
-def test_score_is_the_accuracy_of_the_recorded_weights(search):
-    _, tune, result, _ = search
+def test_score_is_the_accuracy_of_the_recorded_weights(hyperband_search):
+    _, tune, result, _ = hyperband_search
     data = load_dataset("digits").evaluation(128)
     for entry in result["trials"]:
         model = keras.saving.load_model(tune / entry["weights"])
@@ -123,8 +115,8 @@ def test_score_is_the_accuracy_of_the_recorded_weights(search):
         assert hits / total == pytest.approx(entry["score"], abs=1e-9)
 
 
-def test_callbacks_are_copied_per_trial_and_write_below_their_trial(search):
-    root, _, result, logger = search
+def test_callbacks_are_copied_per_trial_and_write_below_their_trial(hyperband_search):
+    root, _, result, logger = hyperband_search
     ids = sorted(t["trial_id"] for t in result["trials"])
     assert logger.history == [] and logger.model is None  # the original never trained
     assert sorted(os.listdir(root / "grads")) == ids
@@ -147,10 +139,10 @@ def _cli(capsys, *args):
 
 
 def test_rerunning_the_finished_search_trains_nothing_and_exports_the_best(
-        search, capsys, tmp_path):
-    _, tune, result, _ = search
+        hyperband_search, capsys, tmp_path):
+    _, tune, result, _ = hyperband_search
     before = _snapshot(tune / "runs")
-    code, out, err = _cli(capsys, *ARGS, "--out", str(tune), "--export-top", "1",
+    code, out, err = _cli(capsys, *SEARCH_ARGS, "--out", str(tune), "--export-top", "1",
                           "--export-base", str(tmp_path / "models"))
     assert code == 0, err
     assert "4 of 4 trials completed" in out
@@ -176,10 +168,10 @@ def test_rerunning_the_finished_search_trains_nothing_and_exports_the_best(
     (["--export-top", "1"], "--export-top and --export-base go together"),
 ])
 def test_bad_input_is_one_line_exit_2_and_leaves_the_tuner_dir_untouched(
-        search, capsys, args, message):
-    _, tune, _, _ = search
+        hyperband_search, capsys, args, message):
+    _, tune, _, _ = hyperband_search
     before = _snapshot(tune)
-    code, _, err = _cli(capsys, *_replace(ARGS, args), "--out", str(tune))
+    code, _, err = _cli(capsys, *_replace(SEARCH_ARGS, args), "--out", str(tune))
     assert code == 2
     assert len(err.splitlines()) == 1 and message in err
     assert _snapshot(tune) == before
@@ -198,9 +190,9 @@ def _replace(argv, args):
 
 def test_empty_space_and_unaffordable_budget_are_refused_before_any_write(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"`depths` must not be empty"):
-        run_search(_config(tmp_path / "empty", depths=()))
+        run_search(search_config(tmp_path / "empty", depths=()))
     fresh = tmp_path / "fresh"
-    code, _, err = _cli(capsys, *ARGS, "--max-params", "1000", "--out", str(fresh))
+    code, _, err = _cli(capsys, *SEARCH_ARGS, "--max-params", "1000", "--out", str(fresh))
     assert code == 2 and len(err.splitlines()) == 1
     assert ("the budget must admit at least one candidate; the smallest, resnet8_w2, has 1,320 "
             "params") in err and "Received: max_params=1000" in err
@@ -208,7 +200,7 @@ def test_empty_space_and_unaffordable_budget_are_refused_before_any_write(tmp_pa
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    code, _, err = _cli(capsys, *ARGS, "--out", str(foreign))
+    code, _, err = _cli(capsys, *SEARCH_ARGS, "--out", str(foreign))
     assert code == 2 and "no search.json" in err
     assert os.listdir(foreign) == ["notes.txt"]
 
@@ -217,9 +209,9 @@ def test_samples_over_budget_fail_before_training_without_stopping_the_search(tm
     """Random search, seed 5: widths 32, 48, 64 come first and are over max_params, then
     width 2 trains (Keras Tuner alone stops a search after 3 consecutive failed trials)."""
     allowed = model_cost(reskeras.resolve_spec(8, width=2), (8, 8, 1), 10)
-    board = run_search(_config(tmp_path, tuner="random", seed=5, depths=(8,),
-                               widths=(2, 32, 48, 64), max_trials=4, max_epochs=1,
-                               max_params=allowed.params), display=False)
+    board = run_search(search_config(tmp_path, tuner="random", seed=5, depths=(8,),
+                                     widths=(2, 32, 48, 64), max_trials=4, max_epochs=1,
+                                     max_params=allowed.params), display=False)
     trials = sorted(board["trials"], key=lambda t: t["trial_id"])
     assert [(t["trial_id"], t["hyperparameters"]["width"], t["status"]) for t in trials] == [
         ("0", 32, "FAILED"), ("1", 48, "FAILED"), ("2", 64, "FAILED"), ("3", 2, "COMPLETED")]
