@@ -114,21 +114,70 @@ class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
         base_lr: rate after warmup.
         warmup_steps: steps of linear ramp from ``base_lr / warmup_steps``.
         boundaries: increasing step numbers where the rate drops tenfold.
+        mutable: keep the three in non-trainable variables that a traced train step
+            reads, so that :meth:`assign` gives the same trace another rate, warmup
+            and boundaries (a :class:`reskeras.trace_cache.TraceCache` reuses one
+            trace for a study's rate sweep and budgets). Created under the current
+            distribution strategy, and not saved in checkpoints (the run's plan is).
+
+    The rate is computed in float32 the same way either way:
+
+    >>> fixed = WarmupStepDecay(0.1, 10, (50, 75))
+    >>> held = WarmupStepDecay(0.2, 0, (5, 6), mutable=True)
+    >>> held.assign(0.1, 10, (50, 75))
+    >>> all(float(fixed(s)) == float(held(s)) for s in (0, 9, 10, 49, 50, 75))
+    True
+    >>> held.assign(0.1, 0, (50, 75))  # no warmup
+    >>> [round(float(held(s)), 6) for s in (0, 50, 75)]
+    [0.1, 0.01, 0.001]
     """
 
-    def __init__(self, base_lr: float, warmup_steps: int = 0, boundaries=()):
+    def __init__(self, base_lr: float, warmup_steps: int = 0, boundaries=(), *,
+                 mutable: bool = False):
         self.base_lr = float(base_lr)
         self.warmup_steps = int(warmup_steps)
         self.boundaries = [int(b) for b in boundaries]
+        self._held = None
+        if mutable:
+            self._held = tuple(
+                keras.Variable(value, dtype="float32", trainable=False, name=name,
+                               aggregation="only_first_replica")
+                for name, value in (("base_lr", self.base_lr),
+                                    ("warmup_steps", float(self.warmup_steps)),
+                                    ("boundaries", [float(b) for b in self.boundaries] or
+                                     keras.ops.zeros((0,)))))
+
+    def assign(self, base_lr: float, warmup_steps: int, boundaries) -> None:
+        """Gives a ``mutable`` schedule another rate, warmup and as many boundaries."""
+        boundaries = [int(b) for b in boundaries]
+        if self._held is None:
+            raise ValueError("assign() needs a schedule built with `mutable=True`")
+        if len(boundaries) != len(self.boundaries):
+            raise ValueError(f"`boundaries` must hold {len(self.boundaries)} steps, as this "
+                             f"schedule was built with. Received: boundaries={boundaries!r}")
+        self.base_lr, self.warmup_steps, self.boundaries = (float(base_lr), int(warmup_steps),
+                                                            boundaries)
+        base, warmup, steps = self._held
+        base.assign(self.base_lr)
+        warmup.assign(float(self.warmup_steps))
+        if boundaries:
+            steps.assign([float(b) for b in boundaries])
 
     def __call__(self, step):
         step = keras.ops.cast(step, "float32")
-        lr = keras.ops.convert_to_tensor(self.base_lr, "float32")
-        for boundary in self.boundaries:
+        if self._held is None:
+            base_lr = keras.ops.convert_to_tensor(self.base_lr, "float32")
+            warmup, boundaries = self.warmup_steps, self.boundaries
+        else:  # the same float32 operations on the variables' values
+            base_lr, warmup, held = (keras.ops.convert_to_tensor(v) for v in self._held)
+            boundaries = [held[i] for i in range(len(self.boundaries))]
+        lr = base_lr
+        for boundary in boundaries:
             lr = keras.ops.where(step >= boundary, lr * 0.1, lr)
-        if self.warmup_steps:
-            ramp = self.base_lr * (step + 1.0) / self.warmup_steps
-            lr = keras.ops.where(step < self.warmup_steps, ramp, lr)
+        if self._held is not None or self.warmup_steps:
+            # no warmup held: step < 0 is never true, the ramp's division by 0 unused
+            ramp = base_lr * (step + 1.0) / warmup
+            lr = keras.ops.where(step < warmup, ramp, lr)
         return lr
 
     def get_config(self):
@@ -158,9 +207,16 @@ def learning_rate_at(plan: TrainingPlan, step: int) -> float:
     return float(f"{float(schedule(step)):.6g}")  # the float32 rate, without float32 noise
 
 
-def make_optimizer(plan: TrainingPlan) -> keras.optimizers.Optimizer:
-    """A fresh optimizer following ``plan`` (weight decay is applied by the train step)."""
-    schedule = WarmupStepDecay(plan.base_lr, plan.warmup_steps, plan.boundaries)
+def make_optimizer(plan: TrainingPlan, schedule: "WarmupStepDecay | None" = None
+                   ) -> keras.optimizers.Optimizer:
+    """A fresh optimizer following ``plan`` (weight decay is applied by the train step).
+
+    ``schedule``: the plan's :class:`WarmupStepDecay`, given where the caller keeps
+    it (a ``mutable`` one, moved to the next plan of the same optimizer, momentum and
+    number of rate drops without a new trace of the step); by default a fixed one.
+    """
+    if schedule is None:
+        schedule = WarmupStepDecay(plan.base_lr, plan.warmup_steps, plan.boundaries)
     if plan.optimizer == "sgd":
         return keras.optimizers.SGD(schedule, momentum=plan.momentum)
     return keras.optimizers.Adam(schedule)

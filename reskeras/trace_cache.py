@@ -6,9 +6,11 @@ gradient-norm hook, layer-response probe and precise-BN pass for seconds more,
 against about 10 s of training steps in an 88-step run (docs/benchmarks.md). A
 :class:`TraceCache` passed to :func:`reskeras.train.train` keeps, per *shape
 key* (everything the traced functions depend on: architecture, input shape,
-classes, training plan, batch, precision, strategy, logging intervals), the
-model, its optimizer, the traced train and evaluation steps and the loggers
-hooked into them.
+classes, optimizer, momentum, weight decay and number of rate drops, batch,
+precision, strategy, logging intervals), the model, its optimizer, the traced
+train and evaluation steps and the loggers hooked into them. The learning rate,
+its warmup and the steps where it drops are variables the trace reads, so a
+rate sweep and the budgets of a recipe with step decay share one entry.
 
 The next run with the same key starts from the weights its own seed draws (a
 model built from the same spec under the same seed, as an uncached run builds
@@ -38,7 +40,8 @@ class CachedRun:
     """What one shape key keeps: the model and optimizer and what was traced on them.
 
     ``optimizer_state`` holds the values of the optimizer's variables right after
-    it was built (zero slots, step 0); ``loggers`` the gradient-norm and
+    it was built (zero slots, step 0); ``schedule`` the optimizer's mutable
+    learning-rate schedule, which the next run gives its own rates; ``loggers`` the gradient-norm and
     layer-response loggers hooked into the traced step, by ``(kind, interval)``;
     ``functions`` other traced functions of the model, by name.
     """
@@ -47,6 +50,7 @@ class CachedRun:
     optimizer: object
     optimizer_state: list
     steps: object
+    schedule: object
     loggers: dict = dataclasses.field(default_factory=dict)
     functions: dict = dataclasses.field(default_factory=dict)
 

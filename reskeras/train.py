@@ -35,7 +35,8 @@ from reskeras.callbacks import ActivationStatsLogger, GradientNormLogger
 from reskeras.callbacks._logging import summary_scalar
 from reskeras.callbacks.activation_stats import PROBE_EXAMPLES
 from reskeras.data import load_dataset
-from reskeras.recipes import RECIPES, learning_rate_at, make_optimizer, make_plan
+from reskeras.recipes import (RECIPES, WarmupStepDecay, learning_rate_at, make_optimizer,
+                              make_plan)
 from reskeras.steps import StepFunctions
 from reskeras.trace_cache import CachedRun, TraceCache
 from reskeras.train_config import TrainConfig
@@ -300,11 +301,17 @@ class _Run:
             del fresh
             for variable, value in zip(entry.optimizer.variables, entry.optimizer_state):
                 variable.assign(value)
+            # this run's rate, warmup and rate drops, read by the same trace
+            entry.schedule.assign(self.plan.base_lr, self.plan.warmup_steps, self.plan.boundaries)
             self.model, self.optimizer, self.steps = entry.model, entry.optimizer, entry.steps
         else:
             self.model = self._build_model()
             with self.strategy.scope():
-                optimizer = make_optimizer(self.plan)
+                schedule = None
+                if key is not None:  # held in variables, for the next run of this key
+                    schedule = WarmupStepDecay(self.plan.base_lr, self.plan.warmup_steps,
+                                               self.plan.boundaries, mutable=True)
+                optimizer = make_optimizer(self.plan, schedule)
                 if config.precision == "mixed_float16":
                     optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
                 optimizer.build(self.model.trainable_variables)
@@ -316,7 +323,7 @@ class _Run:
             self.traced = True  # this run's first train call traces the step
             if key is not None:
                 entry = CachedRun(self.model, optimizer, [v.numpy() for v in optimizer.variables],
-                                  self.steps)
+                                  self.steps, schedule)
                 self.trace_cache.put(key, entry)
         self.cached = entry
         # as after compile(): callbacks find the optimizer (saved model files do not change)
@@ -350,7 +357,12 @@ class _Run:
     def _cache_key(self) -> str:
         """What the traced functions depend on (see :mod:`reskeras.trace_cache`)."""
         training = {k: v for k, v in self.record["training"].items() if k not in _PER_RUN_FIELDS}
-        training["plan"] = {k: v for k, v in training["plan"].items() if k != "total_steps"}
+        # the rate, warmup and rate drops are variables the trace reads (WarmupStepDecay's
+        # mutable schedule): one trace serves a rate sweep and every budget of a recipe
+        plan = training["plan"]
+        training["plan"] = {k: v for k, v in plan.items()
+                            if k not in ("total_steps", "base_lr", "warmup_steps", "boundaries")}
+        training["plan"]["rate_drops"] = len(plan["boundaries"])
         return json.dumps([self.record["arch"], self.record["input_shape"], self.record["classes"],
                            training, id(self.strategy), self.replicas], sort_keys=True)
 

@@ -184,3 +184,13 @@ def test_a_loss_exactly_at_the_failed_to_start_margin_counts_as_failed():
     loss = chance + FAILED_TO_START * chance
     assert abs(loss - chance) == FAILED_TO_START * chance  # the premise: exactly at it
     assert failed_to_start(loss, 27) is True
+
+
+def test_a_move_within_float_noise_of_the_threshold_counts_as_the_threshold():
+    # 0.4999999997 points is 0.5 to 9 digits: not "less than CONVERGED_POINTS"
+    assert CONVERGED_POINTS == 0.5
+    noisy = {704: {"train_error": 0.0, "loss": 0.1}, 1408: {"train_error": 0.004999999997,
+                                                            "loss": 0.1}}
+    assert state(noisy, cap=2816, classes=10)["converged"] is False
+    moved = {704: {"train_error": 0.0, "loss": 0.1}, 1408: {"train_error": 0.00499999, "loss": 0.1}}
+    assert state(moved, cap=2816, classes=10)["converged"] is True

@@ -204,3 +204,34 @@ def test_landscape_without_measured_twins_is_inconclusive():
         cell["measures"] = {"sharpness": None}
     _, per_seed, verdict = landscape(unmeasured)
     assert verdict == "inconclusive" and list(per_seed) == ["seed 0"]
+
+
+def test_a_missing_twin_is_named_and_a_small_positive_value_is_a_value():
+    results = _results([10.0, 12.0, 9.0])
+    del results["cells"][5]  # resnet56-bn-s2 was not measured
+    measured, per_seed, verdict = landscape(results)
+    assert verdict == "inconclusive" and per_seed["seed 2"]["why_none"] == \
+        "resnet56-bn-s2: not measured"
+    # a cell without a name is named by its net and seed
+    results = _results([10.0, 12.0, 9.0])
+    results["cells"][0]["name"] = ""
+    results["cells"][0]["measures"]["sharpness"]["final_invariant_converged"] = False
+    assert landscape(results)[1]["seed 0"]["why_none"] == \
+        "plain56-bn-s0: power iteration did not converge"
+    # sharpness below 1 is a value (only zero, negative or not finite is not)
+    measured, _, verdict = landscape(_results([10.0, 12.0, 9.0], residual_value=0.5))
+    assert verdict == "supported" and measured["residual_invariant_sharpness_final"] == 0.5
+
+
+@pytest.mark.parametrize("bounds, place", [
+    ((0.0, 0.2), "straddles 0"),  # the lower end at 0 counts as straddling it
+    ((1e-10, 0.2), "straddles 0"),  # within float noise (9 digits) of 0
+    ((1e-8, 0.2), "lies between 0 and log10(2)"),
+    ((0.1, math.log10(2.0)), "lies between 0 and log10(2)"),  # the upper end at the margin
+    ((0.1, 0.31), "straddles log10(2)"),
+])
+def test_where_an_undecided_interval_lies(bounds, place):
+    from reskeras.study.judgment.landscape import _undecided
+
+    assert _undecided({"interval": bounds}, math.log10(SHARPNESS_MARGIN)).startswith(
+        f"the interval [{bounds[0]:.3f}, {bounds[1]:.3f}] of log10(plain / residual) {place}: ")

@@ -67,3 +67,9 @@ def test_differences_name_each_decision_the_recipes_reached_differently():
     one = {**ADAM, "degradation": {"plain": 1, "residual": False}}
     assert [d["decision"] for d in differences({"adam": ADAM, "paper": one})] == [
         "degradation.plain"]
+
+
+def test_mean_losses_equal_to_12_digits_are_a_tie_and_the_first_listed_rate_wins():
+    picked, record = pick({1.0: {100: 0.3 + 4e-13}, 0.3: {100: 0.3}})
+    assert (picked, record["mean_loss"]) == (1.0, {"1": 0.3, "0.3": 0.3})
+    assert pick({1.0: {100: 0.3 + 4e-12}, 0.3: {100: 0.3}})[0] == 0.3

@@ -74,6 +74,27 @@ def test_a_sweep_without_a_rate_or_a_diverged_seed_decides_nothing():
         "TAT diverged (plain56-nobn-tat-x0.1-s1)"
 
 
+def test_each_recipe_records_its_pick_and_its_decision():
+    recipes = kernel_shaping(shaped(CLOSES, STAYS))[0]["recipes"]
+    assert [(r["sweep_picked"], r["picked_rate"], r["decision"], r["why_inconclusive"])
+            for r in (recipes["adam"], recipes["paper"])] == [
+        (0.1, pytest.approx(1e-4), True, None), (0.03, pytest.approx(3e-5), False, None)]
+    assert recipes["adam"]["tuned"] is None  # the BN net's rate was not swept
+    # two diverged seeds are both named, and the recipe's own decision says inconclusive
+    adam = kernel_shaping(shaped(STAYS, diverged=(0, 2)))[0]["recipes"]["adam"]
+    assert (adam["decision"], adam["why_inconclusive"]) == (
+        "inconclusive", "TAT diverged (plain56-nobn-tat-x0.1-s0, plain56-nobn-tat-x0.1-s2)")
+    # a recipe whose sweeps ran without TAT's (only the BN net's, say)
+    results = shaped(CLOSES, CLOSES)
+    results["rate_sweeps"]["paper"] = {"tuned": sweep_record("tuned", 0.3)}
+    measured, _, verdict = kernel_shaping(results)
+    assert measured["recipes"]["paper"] == {
+        "sweep_picked": None, "picked_rate": None, "decision": "inconclusive",
+        "why_inconclusive": "TAT's rate sweep did not run"}
+    assert (verdict, measured["why_inconclusive"]) == (
+        "inconclusive", "adam: closes the gap; paper: TAT's rate sweep did not run")
+
+
 def test_no_sweep_no_verdict():
     results = study(tat=None)
     measured, per_seed, verdict = kernel_shaping(results)
@@ -85,6 +106,7 @@ def test_no_sweep_no_verdict():
     measured, _, verdict = kernel_shaping(results)
     assert verdict == "inconclusive" and measured["recipes"]["adam"]["why_inconclusive"] == \
         "not run"
+    assert measured["recipes"]["adam"]["decision"] == "inconclusive"
 
 
 def test_the_tuned_bn_net_is_reported_beside():
@@ -94,7 +116,9 @@ def test_the_tuned_bn_net_is_reported_beside():
     results = shaped(CLOSES)
     results["rate_sweeps"]["adam"]["tuned"] = sweep_record("tuned", 1.0)
     own = kernel_shaping(results)[0]["recipes"]["adam"]["tuned"]
-    assert own["note"] == "its sweep picked the recipe's own rate: it is the plain net"
+    assert own == {"picked": 1.0, "verdict": "refuted", "closed_interval": None,
+                   "why_inconclusive": None,
+                   "note": "its sweep picked the recipe's own rate: it is the plain net"}
     results["rate_sweeps"]["adam"]["tuned"] = sweep_record("tuned", None)
     assert kernel_shaping(results)[0]["recipes"]["adam"]["tuned"] == {
         "picked": None, "why_inconclusive": "every rate of its sweep diverged"}

@@ -16,11 +16,14 @@ from reskeras.trace_cache import TraceCache
 from reskeras.train import TrainConfig, set_random_seed, train
 
 SEEDS = (0, 1)
+# the second seed also trains at another rate for another budget, so another warmup and other
+# rate drops: all of them are variables that the one trace reads
+PLANS = {0: {}, 1: {"lr": 0.03, "steps": 33}}
 
 
 def _config(out, seed, **overrides):
     values = dict(out=str(out), depth=8, family="cifar", plain=True, batch_norm=True,
-                  dataset="digits", steps=22, batch_size=128, recipe="adam", seed=seed,
+                  dataset="digits", steps=22, batch_size=128, recipe="paper", seed=seed,
                   verbose=0, grad_norms_every=11, activations_every=11, precise_bn=True,
                   precise_bn_batches=3)
     return TrainConfig(**{**values, **overrides})
@@ -38,12 +41,12 @@ def _run_files(run):
 
 @pytest.fixture(scope="module")
 def cached_and_plain(tmp_path_factory):
-    """Two seeds through one TraceCache, then the same two without it."""
+    """Two seeds (and two plans) through one TraceCache, then the same two without it."""
     root = tmp_path_factory.mktemp("trace-cache")
     cache = TraceCache()
     runs = {}
     for seed in SEEDS:
-        result = train(_config(root / f"cached{seed}", seed), trace_cache=cache)
+        result = train(_config(root / f"cached{seed}", seed, **PLANS[seed]), trace_cache=cache)
         runs["cached", seed] = result.model.get_weights(), result.moving_statistics, \
             result.seconds, _run_files(root / f"cached{seed}")
     entry = cache.get(next(iter(cache._entries)))
@@ -51,7 +54,7 @@ def cached_and_plain(tmp_path_factory):
     hits, misses = cache.hits - 1, cache.misses  # the get() above counted a hit
     cache.clear()
     for seed in SEEDS:
-        result = train(_config(root / f"plain{seed}", seed))
+        result = train(_config(root / f"plain{seed}", seed, **PLANS[seed]))
         runs["plain", seed] = result.model.get_weights(), result.moving_statistics, \
             result.seconds, _run_files(root / f"plain{seed}")
     return runs, tracings, hits, misses, root
@@ -91,11 +94,12 @@ def test_other_shapes_or_recipes_get_their_own_entry_and_the_oldest_is_released(
     cache = TraceCache(max_entries=1)
     first = train(_config(tmp_path / "a", 0), trace_cache=cache)
     kept = first.model
-    train(_config(tmp_path / "b", 0, lr=1e-4), trace_cache=cache)  # another plan
+    train(_config(tmp_path / "b", 0, recipe="adam"), trace_cache=cache)  # another optimizer
     assert (cache.hits, cache.misses, len(cache)) == (0, 2, 1)
     third = train(_config(tmp_path / "c", 0), trace_cache=cache)  # released: built again
     assert (cache.hits, cache.misses) == (0, 3) and third.model is not kept
-    fourth = train(_config(tmp_path / "d", 1, steps=11), trace_cache=cache)  # budget and seed
+    # another budget, seed and rate: the same trace
+    fourth = train(_config(tmp_path / "d", 1, steps=11, lr=1e-4), trace_cache=cache)
     assert (cache.hits, cache.misses) == (1, 3) and fourth.model is third.model
     cache.clear()
     assert len(cache) == 0
@@ -125,6 +129,21 @@ def test_runs_given_callbacks_do_not_use_the_cache(tmp_path):
     train(_config(tmp_path / "a", 0), trace_cache=cache,
           callbacks=[GradientNormLogger(5, log_dir=str(tmp_path / "logs"))])
     assert (cache.hits, cache.misses, len(cache)) == (0, 0, 0)
+
+
+def test_a_schedule_moves_only_when_mutable_and_to_as_many_rate_drops():
+    from reskeras.recipes import WarmupStepDecay
+
+    with pytest.raises(ValueError, match=r"^assign\(\) needs a schedule built with "
+                                         r"`mutable=True`$"):
+        WarmupStepDecay(0.1, 2, (5, 8)).assign(0.1, 2, (5, 8))
+    held = WarmupStepDecay(0.1, 2, (5, 8), mutable=True)
+    with pytest.raises(ValueError, match=r"^`boundaries` must hold 2 steps, as this schedule "
+                                         r"was built with\. Received: boundaries=\[5\]$"):
+        held.assign(0.1, 2, (5,))
+    assert (held.base_lr, held.warmup_steps, held.boundaries) == (0.1, 2, [5, 8])  # unchanged
+    held.assign(0.3, 0, (6, 9))
+    assert held.get_config() == {"base_lr": 0.3, "warmup_steps": 0, "boundaries": [6, 9]}
 
 
 @pytest.mark.parametrize("value", [0, -1, 1.5, True, None])

@@ -118,7 +118,7 @@ def _mean(cells: list[dict], key: str) -> float | None:
 def _undecided(bounds: dict, margin: float) -> str:
     lo, hi = bounds["interval"]
     where = [name for name, at in (("0", 0.0), (f"log10({SHARPNESS_MARGIN:g})", margin))
-             if round(lo, 9) <= at < round(hi, 9)]
+             if round(lo, 9) <= round(at, 9) < round(hi, 9)]  # as decide_with_margin rounds
     place = f"straddles {' and '.join(where)}" if where else \
         f"lies between 0 and log10({SHARPNESS_MARGIN:g})"
     return (f"the interval [{lo:.3f}, {hi:.3f}] of log10(plain / residual) {place}: "
