@@ -41,9 +41,9 @@ class CachedRun:
 
     ``optimizer_state`` holds the values of the optimizer's variables right after
     it was built (zero slots, step 0); ``schedule`` the optimizer's mutable
-    learning-rate schedule, which the next run gives its own rates; ``loggers`` the gradient-norm and
-    layer-response loggers hooked into the traced step, by ``(kind, interval)``;
-    ``functions`` other traced functions of the model, by name.
+    learning-rate schedule, which the next run gives its own rates; ``loggers`` the
+    gradient-norm and layer-response loggers hooked into the traced step, by
+    ``(kind, interval)``; ``functions`` other traced functions of the model, by name.
     """
 
     model: object
