@@ -111,8 +111,10 @@ def test_no_sweep_no_verdict():
 
 def test_the_tuned_bn_net_is_reported_beside():
     measured = kernel_shaping(shaped(CLOSES, tuned=CLOSES))[0]["recipes"]["adam"]["tuned"]
-    assert (measured["picked"], measured["verdict"], measured["error"]) == (
-        0.3, "supported", pytest.approx(0.05))
+    assert measured == {"picked": 0.3, "picked_rate": pytest.approx(3e-4),
+                        "error": pytest.approx(0.05), "verdict": "supported",
+                        "closed_interval": pytest.approx([0.9037, 1.0221], abs=1e-4),
+                        "why_inconclusive": None}
     results = shaped(CLOSES)
     results["rate_sweeps"]["adam"]["tuned"] = sweep_record("tuned", 1.0)
     own = kernel_shaping(results)[0]["recipes"]["adam"]["tuned"]

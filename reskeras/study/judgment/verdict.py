@@ -312,8 +312,9 @@ def _curve_words(numbers: dict, cells: dict) -> str:
     return words + "."
 
 
+# "inconclusive": the interval over seeds straddles the threshold, or one seed gave none
 _STATE_WORDS = {True: "vanished", False: "did not vanish",
-                "inconclusive": "vanished in some seeds only"}
+                "inconclusive": "neither clearly vanished nor clearly did not"}
 
 
 def _vanishing_part(degraded: dict, vanishing: dict, exploding: dict,

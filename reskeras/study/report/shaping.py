@@ -178,10 +178,11 @@ def plot_kernel_map(results: dict, path: str) -> str:
         ax.plot(range(len(values)), [float("nan") if v is None else v for v in values],
                 style, color=color, marker=".", label=_NETS.get(key, row["group"]))
     names = [layer["layer"] for layer in rows[0]["layers"]]
-    ticks = [i for i, name in enumerate(names) if name in ("input", "stem_relu", "head_pool")
+    # the stem sits between the input and the first block: at 56 layers their names overlap
+    ticks = [i for i, name in enumerate(names) if name in ("input", "head_pool")
              or name.endswith("block1_out")]
-    ax.set_xticks(ticks, [names[i].replace("_out", "").replace("_relu", "") for i in ticks],
-                  fontsize=8)
+    ax.set_xticks(ticks, [names[i].replace("_out", "") for i in ticks], fontsize=8,
+                  rotation=20, ha="right")
     ax.set_ylim(None, 1.0)
     decorate(ax, f"The kernel at initialization, depth {rows[0]['depth']}: how alike different "
                  "inputs look", "layer", "mean cosine similarity between inputs", legend=8)

@@ -20,7 +20,9 @@ CAPTIONS = {
                   "Right: the C map of Deep Kernel Shaping, measured: for every pair of "
                   "images, the cosine between their pooled features against the cosine "
                   "between the images (binned). A flat map means the net has forgotten which "
-                  "inputs were alike; TAT keeps it rising, high by design.",
+                  "inputs were alike; TAT aims for a map that rises, high by design (its "
+                  "target sends unrelated inputs to 0.9 at the output layer). The legend's "
+                  "rank correlation says how much of the inputs' order each net kept.",
     "degradation": "Training error (top) and loss (bottom, log) against step, one color per "
                    "depth, plain dashed, residual solid (He et al. 2015, Fig. 6); x: a "
                    "diverged cell's last finite point.",
