@@ -371,15 +371,23 @@ def run_study(config: StudyConfig, *, log=print, verbose: int = 0) -> dict:
     entries, timings = {}, {"cells": {}, "analyses": {}}
     cache = TraceCache(max_entries=1)  # the cells of one group train in a row
     recipes = (config.recipe, *config.compare_recipes)
+    # TAT cannot shape a plain net of fewer than 14 layers: no sweep and no cells of it then
+    shaped = "tat" in config.interventions and shapeable(max(config.depths))
+    if "tat" in config.interventions and not shaped:
+        log(f"TAT skipped: it cannot shape the deepest plain net here (depth "
+            f"{max(config.depths)}; it needs 14 layers or more, docs/kernel_shaping.md)")
+    # the tuned BN net is TAT's comparison (the same chance): it goes with TAT's cells
+    skipped = () if shaped or "tat" not in config.interventions else ("tat", "tuned")
+    swept = tuple(name for name in needed(config.interventions) if name not in skipped)
     # the shaping-only recipes run TAT's comparison: nothing without TAT's cells
-    everything = (*recipes, *(config.shaping_recipes if "tat" in config.interventions else ()))
+    everything = (*recipes, *(config.shaping_recipes if shaped else ()))
     sweeps, grids = {}, {}
     try:
         for recipe in everything:  # the rate sweeps first: their picks name the swept cells
             began = time.perf_counter()
             sweeps[recipe] = {name: sweep(config, data, recipe, name, max(config.depths),
                                           trace_cache=cache, log=log, verbose=verbose)
-                              for name in needed(config.interventions)}
+                              for name in swept}
             if sweeps[recipe]:
                 timings.setdefault("rate_sweeps", {})[recipe] = time.perf_counter() - began
             picks = {name: record["picked"] for name, record in sweeps[recipe].items()}

@@ -515,6 +515,7 @@ document.title = 'overflow:' + JSON.stringify({over: over, tables: boxes.length,
 
 
 @pytest.mark.slow
+@pytest.mark.browser  # CI has no Chromium (not on the package registries): run by hand
 def test_every_table_fits_a_1280_px_window_in_a_real_browser(full_study, tmp_path):
     """Headless Chromium lays the report out at 1280 px: no table scrolls sideways."""
     import json

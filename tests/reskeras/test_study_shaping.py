@@ -61,6 +61,15 @@ def test_the_swept_cells_train_at_the_picked_rate_under_both_recipes(shaped_stud
         "plain14-bn-s0", "resnet14-bn-s0", f"plain14-nobn-tat-x{picked['paper']:g}-s0"]
     assert all(c["recipe"] == "paper" and c["run_dir"].startswith("runs/paper/")
                for c in results["shaping"]["paper"]["cells"])
+    # the paper's step decay depends on the budget: each budget (8 and 16 steps) a run of its
+    # own, where Adam's cells extend one run
+    for c in results["shaping"]["paper"]["cells"]:
+        assert c["run_dir"] == f"runs/paper/{c['name']}-16steps"
+        assert sorted(c["convergence"]["train_errors"], key=int) == ["8", "16"]
+        with open(os.path.join(config.out, "runs", "paper", f"{c['name']}-8steps",
+                               "config.json")) as handle:
+            assert json.load(handle)["training"]["total_steps"] == 8
+    assert adam_tat[0]["run_dir"] == f"runs/{adam_tat[0]['name']}"
 
 
 def test_the_c_map_and_the_hypothesis_are_in_the_verdict(shaped_study):
@@ -122,3 +131,21 @@ def test_the_report_shows_the_sweeps_the_gap_and_the_kernel_map(shaped_study):
     assert os.path.getsize(os.path.join(config.out, "figures", "kernel_map.png")) > 10_000
     start = [line for line in report.splitlines() if line.startswith("| plain, no BN, TAT |")]
     assert len(start) == 1 and start[0].count("—") < 5  # the start is measured
+
+
+def test_a_study_too_shallow_for_tat_runs_without_it_and_says_so(tmp_path):
+    # TAT cannot shape plain-8 (7 activations): no sweep, no TAT cell, no shaping-only
+    # recipe, and no tuned BN net (TAT's comparison)
+    config = StudyConfig.from_preset("quick", str(tmp_path / "study"), depths=(8,), steps=2,
+                                     max_doublings=0, seeds=(0,), batch_norm=(True,),
+                                     interventions=("tat", "tuned"), analyses=())
+    lines = []
+    results = run_study(config, log=lambda *a, **k: lines.append(" ".join(map(str, a))))
+    assert "TAT skipped: it cannot shape the deepest plain net here (depth 8; it needs 14 " \
+        "layers or more, docs/kernel_shaping.md)" in lines
+    assert not results["rate_sweeps"]
+    assert [c["name"] for c in results["cells"]] == ["plain8-bn-s0", "resnet8-bn-s0"]
+    assert not results.get("shaping")
+    row = next(r for r in results["verdict"]["hypotheses"] if r["id"] == "kernel_shaping")
+    assert (row["verdict"], row["measured"]["why_inconclusive"]) == (
+        "inconclusive", "no rate sweep ran (the study has no TAT cells)")
