@@ -39,16 +39,80 @@ def _created_keras_objects() -> bool:
     return bool(global_state.get_global_attribute("object_name_uids"))
 
 
+# A full garbage collection after every test that created Keras objects cost 0.23 s each
+# (291 tests, 68 s of a default run, 2026-12-08: it walks every model the session's
+# fixtures keep alive). One after every COLLECT_EVERY such tests frees the same cycles a
+# few tests later; Python's own collector runs in between as usual.
+COLLECT_EVERY = 8
+_keras_tests = [0]
+
+
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
     keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(0)
     yield
-    # clear_session()'s full garbage collection costs 0.15-0.2 s once a few dozen models are
-    # alive in the session's fixtures (measured), twice per test: minutes over the suite. It
-    # runs after the tests that created Keras objects; the others (the judgment's, most of
-    # them) leave no model behind, and Python's own collector still runs as usual.
-    keras.backend.clear_session(free_memory=_created_keras_objects())
+    # the tests that create no Keras object (the judgment's, most of them) leave no model
+    # behind and count for nothing
+    created = _created_keras_objects()
+    _keras_tests[0] += created
+    keras.backend.clear_session(free_memory=created and _keras_tests[0] % COLLECT_EVERY == 0)
+
+
+# Modules that share what a process computes once (a session fixture, a per-process cache)
+# run in one pytest-xdist process, so it is computed once: each group's modules, by what
+# they share (split over two processes, the Hyperband search ran twice: +46 s).
+SHARED_PROCESS_GROUPS = {
+    "the tiny TAT study (tests/reskeras/conftest.py)": (
+        "reskeras/test_study_shaping", "reskeras/test_core_number"),
+    "the Hyperband search (hyperband_search)": ("tuning/test_search", "export/test_tuner"),
+    "the trained digits run and its export (tests/export/__init__.py)": (
+        "export/test_savedmodel", "export/test_formats", "export/test_layout", "export/test_cli"),
+}
+# module -> the first module of its group, which names the group's scope
+SHARED_PROCESS = {f"tests/{module}.py": f"tests/{modules[0]}.py"
+                  for modules in SHARED_PROCESS_GROUPS.values() for module in modules}
+# Modules whose tests share no fixture and may run in separate processes: the slow stage's
+# two memory tests (8 and 2.3 minutes) ran one after the other in one process.
+PER_TEST = {"tests/tuning/test_memory.py"}
+
+# The longest modules go first, so that the two processes of `pytest -n 2 --dist loadfile`
+# finish together: xdist's own order (most tests first) started the tiny TAT study's 7
+# tests (250 s) near the end. Over 35 s each in a default run on 2 cores, 2026-12-08.
+LONGEST_FIRST = tuple(f"tests/{module}.py" for module in (
+    "tuning/test_memory",  # the slow stage's longest (the default run deselects it)
+    "reskeras/test_study_shaping", "reskeras/test_core_number", "reskeras/test_study",
+    "reskeras/test_builders", "reskeras/test_train", "reskeras/test_reference_equivalence",
+    "export/test_formats", "tuning/test_search", "reskeras/test_trace_cache",
+    "reskeras/test_train_distributed", "reskeras/test_weights", "reskeras/test_precise_bn",
+    "reskeras/test_padding", "reskeras/test_kernel_shaping"))
+
+
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def pytest_collection_modifyitems(items):
+    """Runs the modules of :data:`LONGEST_FIRST` first, in that order; the rest as collected."""
+    rank = {module: index for index, module in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_module(item.nodeid), len(rank)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` with :data:`SHARED_PROCESS` and :data:`PER_TEST`, modules in the
+    collection's order (:func:`pytest_collection_modifyitems`)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class Scheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = _module(nodeid)
+            return nodeid if module in PER_TEST else SHARED_PROCESS.get(module, module)
+
+    config.option.loadscopereorder = False  # keep pytest_collection_modifyitems' order
+    return Scheduling(config, log)
 
 
 def trainable_params(model) -> int:

@@ -171,6 +171,14 @@ def deepest_depth(results: dict) -> int | None:
     return max((c["depth"] for c in results["cells"]), default=None)
 
 
+def bn_twin_name(cell: dict | None, residual: bool, depth: int | None, seed: int) -> str:
+    """A results cell's name; for a cell that is missing or has none, the name of the BN twin
+    it stands for (``plain56-bn-s2``): what a judgment's ``why_inconclusive`` names."""
+    if cell is not None and cell.get("name"):
+        return str(cell["name"])
+    return f"{'resnet' if residual else 'plain'}{depth}-bn-s{seed}"
+
+
 def _stats(values: list) -> dict | None:
     finite = [float(v) for v in values if v is not None and np.isfinite(v)]
     if not finite:
@@ -214,5 +222,6 @@ def group_cells(cells: list[dict]) -> list[dict]:
 
 
 __all__ = ["CONDITIONING", "Cell", "INTERVENTIONS", "INTERVENTION_TWINS", "LR_SWEEP",
+           "bn_twin_name",
            "SHAPING_FACTORS", "SHAPING_NETS", "SHAPING_SWEEPS", "SWEPT_RATE", "VARIANTS", "cell_of",
            "deepest_depth", "group_cells", "is_twin", "lr_factor"]

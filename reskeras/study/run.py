@@ -318,7 +318,10 @@ def training_order(cells: list[Cell]) -> list[Cell]:
 
 STUDY_FILE = "study.json"
 # may change when a study is re-run: they decide how cells run and what is measured afterwards
-_EXECUTION = ("strategy", "analyses", "sharpness_seeds", "identity_task", "checkpoint_every")
+# (and where it lies: run directories are relative to ``out``, so a study copied or moved
+# elsewhere, from a Colab drive to a laptop say, continues there)
+_EXECUTION = ("strategy", "analyses", "sharpness_seeds", "identity_task", "checkpoint_every",
+              "out")
 # may grow when a study is re-run: more interventions train only their new cells (a saved
 # study from before ``sweep_depths`` swept none); dropping one would drop cells from results
 _GROWABLE = {"interventions": (), "sweep_depths": (), "shaping_recipes": (), "sweep_seeds": ()}
@@ -398,14 +401,16 @@ def run_study(config: StudyConfig, *, log=print, verbose: int = 0) -> dict:
             for number, cell in enumerate(order, 1):
                 begun = time.perf_counter()
                 where = f"{recipe}: " if len(everything) > 1 else ""
-                log(f"[{where}{number}/{len(order)}] {cell.name}: training", end="", flush=True)
+                log(f"[{where}{number}/{len(order)}] {cell.name}:", end="", flush=True)
                 status, entry, timing = converge_cell(config, cell, data, recipe=recipe,
                                                       trace_cache=cache, verbose=verbose)
                 entries[recipe, cell] = entry
                 timings["cells"][cell.name if recipe == config.recipe
                                  else f"{recipe}/{cell.name}"] = timing
                 reading = entry["convergence"]
-                log(f" -> {status} at {reading['steps']} steps, "
+                # a cell whose every budget a previous run trained is only read back
+                log(f" {'reused' if timing['reused'] else 'trained'} -> {status} at "
+                    f"{reading['steps']} steps, "
                     f"{'converged' if reading['converged'] else 'not converged'} "
                     f"({time.perf_counter() - begun:.0f} s)")
     finally:

@@ -8,6 +8,7 @@ split is rebuilt from scikit-learn, and mistakes are counted with a NumPy argmax
 
 import itertools
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -15,24 +16,16 @@ import pytest
 import reskeras  # noqa: F401  (registers the package's layers for load_model)
 import keras
 from reskeras.data import load_dataset
-from reskeras.study.run import StudyConfig, run_study
-from tests.reskeras.test_study import TINY
 
-BN_CELL, PLAIN_CELL = "plain8-bn-s0", "resnet8-nobn-s0"
+BN_CELL, PLAIN_CELL = "plain14-bn-s0", "resnet14-nobn-s0"
 
 
-@pytest.fixture(scope="module")
-def tiny_study(tmp_path_factory):
-    """test_study.py's tiny study, with and without BatchNorm, no interventions or analyses.
-
-    That study runs inside its test and then grows its directory, so it cannot be shared;
-    this one calls the same helper with the same settings (35-75 s on 2 shared cores). The
-    cells are read back from results.json, the file the judgment reads.
-    """
-    out = tmp_path_factory.mktemp("core_number") / "study"
-    run_study(StudyConfig.from_preset("quick", str(out), **{
-        **TINY, "batch_norm": (True, False), "interventions": (), "analyses": ()}),
-        log=lambda *a, **k: None)
+@pytest.fixture
+def tiny_study(tat_study):
+    """The suite's tiny TAT study (tests/reskeras/conftest.py): Adam cells with and without
+    BatchNorm, read back from results.json, the file the judgment reads."""
+    config, _, _ = tat_study
+    out = pathlib.Path(config.out)
     recorded = json.loads((out / "results.json").read_text())
     return out, {cell["name"]: cell for cell in recorded["cells"]}
 
@@ -69,7 +62,7 @@ def moments(model, batches) -> dict:
             for name, (mean, variance) in sums.items()}
 
 
-@pytest.mark.parametrize("name, batch_norm_layers", [(BN_CELL, 7), (PLAIN_CELL, 0)])
+@pytest.mark.parametrize("name, batch_norm_layers", [(BN_CELL, 13), (PLAIN_CELL, 0)])
 def test_recorded_errors_equal_mistakes_of_the_saved_model_counted_here(
         tiny_study, name, batch_norm_layers):
     """The recorded errors are the saved model's mistakes over each whole split, exactly.

@@ -218,6 +218,12 @@ def test_a_missing_twin_is_named_and_a_small_positive_value_is_a_value():
     results["cells"][0]["measures"]["sharpness"]["final_invariant_converged"] = False
     assert landscape(results)[1]["seed 0"]["why_none"] == \
         "plain56-bn-s0: power iteration did not converge"
+    # a named cell is named as it is (here a name the net and seed would not give)
+    results = _results([10.0, 12.0, 9.0])
+    results["cells"][0]["name"] = "plain56-bn-s0-moved"
+    results["cells"][0]["measures"]["sharpness"]["final_invariant_converged"] = False
+    assert landscape(results)[1]["seed 0"]["why_none"] == \
+        "plain56-bn-s0-moved: power iteration did not converge"
     # sharpness below 1 is a value (only zero, negative or not finite is not)
     measured, _, verdict = landscape(_results([10.0, 12.0, 9.0], residual_value=0.5))
     assert verdict == "supported" and measured["residual_invariant_sharpness_final"] == 0.5

@@ -141,6 +141,17 @@ def test_a_missing_twin_is_a_null_input():
     assert per_seed["seed 1"]["residual"] is None
 
 
+def test_a_missing_plain_twin_and_a_renamed_cell_are_named_as_they_are():
+    measured, _, verdict = small_responses(study((1.2, "missing", 1.25), (0.4, 0.42, 0.38)))
+    assert (verdict, measured["why_inconclusive"]) == (
+        "inconclusive", "null or unusable inputs: plain56-bn-s1 (missing)")
+    results = study((1.2, 1.3, 1.25), (0.4, 0.42, 0.38))
+    target = next(c for c in results["cells"] if c["name"] == "resnet56-bn-s1")
+    target.update({"name": "resnet56-bn-s1-moved", "responses": None})
+    assert small_responses(results)[0]["why_inconclusive"] == \
+        "null or unusable inputs: resnet56-bn-s1-moved (no responses)"
+
+
 def test_nulls_in_several_seeds_are_all_named():
     results = study()
     for c in results["cells"]:

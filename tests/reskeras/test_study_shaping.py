@@ -6,31 +6,19 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 
 import pytest
 
 from reskeras.study.cells import SHAPING_FACTORS
 from reskeras.study.judgment.rates import pick
 from reskeras.study.run import StudyConfig, run_study
-
-TINY_TAT = dict(depths=(14,), steps=8, max_doublings=1, seeds=(0,), deep_seeds=(0,),
-                intervention_seeds=(0,), sweep_seeds=(100,), batch_size=64,
-                grad_norms_every=4, activations_every=4, precise_bn_batches=4,
-                interventions=("tat",), shaping_recipes=("paper",), analyses=("kernel_map",))
-
-
-@pytest.fixture(scope="module")
-def shaped_study(tmp_path_factory):
-    out = tmp_path_factory.mktemp("shaping") / "study"
-    config = StudyConfig.from_preset("quick", str(out), **TINY_TAT)
-    lines = []
-    results = run_study(config, log=lambda *a, **k: lines.append(" ".join(map(str, a))))
-    return config, results, lines
+from tests.reskeras.conftest import TINY_TAT
 
 
 def test_each_recipe_sweeps_five_rates_on_the_held_out_seed_and_picks_the_lowest_loss(
-        shaped_study):
-    config, results, lines = shaped_study
+        tat_study):
+    config, results, lines = tat_study
     assert sorted(results["rate_sweeps"]) == ["adam", "paper"]
     for recipe, base_rate in (("adam", 1e-3), ("paper", 0.1 * 64 / 128)):
         record = results["rate_sweeps"][recipe]["tat"]
@@ -44,10 +32,13 @@ def test_each_recipe_sweeps_five_rates_on_the_held_out_seed_and_picks_the_lowest
         assert record["picked_rate"] == pytest.approx(record["picked"] * base_rate)
         swept = [line for line in lines if line.startswith(f"[{recipe} sweep tat]")]
         assert len(swept) == 5 and all("-s100: training 32 steps" in line for line in swept)
+    # each cell trained now, each to the cap (16 steps): 5 under Adam, 3 under the paper's
+    assert [line.split(" at ")[0] for line in lines if "->" in line and "steps" in line] == \
+        [" trained -> finished"] * 8
 
 
-def test_the_swept_cells_train_at_the_picked_rate_under_both_recipes(shaped_study):
-    config, results, _ = shaped_study
+def test_the_swept_cells_train_at_the_picked_rate_under_both_recipes(tat_study):
+    config, results, _ = tat_study
     picked = {r: results["rate_sweeps"][r]["tat"]["picked"] for r in ("adam", "paper")}
     adam_tat = [c for c in results["cells"] if c["variant"] == "tat"]
     assert [c["name"] for c in adam_tat] == [f"plain14-nobn-tat-x{picked['adam']:g}-s0"]
@@ -72,8 +63,8 @@ def test_the_swept_cells_train_at_the_picked_rate_under_both_recipes(shaped_stud
     assert adam_tat[0]["run_dir"] == f"runs/{adam_tat[0]['name']}"
 
 
-def test_the_c_map_and_the_hypothesis_are_in_the_verdict(shaped_study):
-    _, results, _ = shaped_study
+def test_the_c_map_and_the_hypothesis_are_in_the_verdict(tat_study):
+    _, results, _ = tat_study
     rows = results["kernel_map"]
     assert [r["group"] for r in rows] == ["plain14-bn", "resnet14-bn", "plain14-nobn",
                                           f"plain14-nobn-tat-x{rows[3]['cell'].split('-x')[1][:-3]}"]
@@ -95,14 +86,28 @@ def test_the_c_map_and_the_hypothesis_are_in_the_verdict(shaped_study):
         assert part["why_inconclusive"]
 
 
-def test_a_rerun_reuses_every_sweep_and_cell(shaped_study):
-    config, results, _ = shaped_study
+def test_a_rerun_reuses_every_sweep_and_cell(tat_study, tmp_path):
+    config, results, _ = tat_study
     lines = []
-    again = run_study(StudyConfig.from_preset("quick", config.out, **TINY_TAT),
+    # a copy of the study continues where it lies (its run directories are relative); the
+    # analyses are execution settings, not part of the study's identity (the first run
+    # checked them)
+    shutil.copytree(config.out, tmp_path / "study")
+    again = run_study(StudyConfig.from_preset("quick", str(tmp_path / "study"),
+                                              **{**TINY_TAT, "analyses": ()}),
                       log=lambda *a, **k: lines.append(" ".join(map(str, a))))
     assert not [line for line in lines if "sweep" in line]
+    # each cell's line (logged in two parts): 5 Adam cells and the paper recipe's 3
+    assert [line.split("]")[0] for line in lines if line.startswith("[")] == [
+        f"[adam: {n}/5" for n in range(1, 6)] + [f"[paper: {n}/3" for n in range(1, 4)]
+    outcomes = [line for line in lines if "->" in line]
+    assert len(outcomes) == 8 and all(
+        line.startswith(" reused -> finished at 16 steps") for line in outcomes)
     assert again["rate_sweeps"] == results["rate_sweeps"]
-    assert [c["name"] for c in again["cells"]] == [c["name"] for c in results["cells"]]
+    assert [(c["name"], c["final_train_error"], c["final_test_error"]) for c in again["cells"]] \
+        == [(c["name"], c["final_train_error"], c["final_test_error"]) for c in results["cells"]]
+    assert [c["final_train_error"] for c in again["shaping"]["paper"]["cells"]] == \
+        [c["final_train_error"] for c in results["shaping"]["paper"]["cells"]]
 
 
 def test_pick_excludes_a_rate_with_any_diverged_seed_and_needs_one_left():
@@ -114,8 +119,8 @@ def test_pick_excludes_a_rate_with_any_diverged_seed_and_needs_one_left():
     assert pick({1.0: {100: 0.01, 101: 0.99}, 0.3: {100: 0.4, 101: 0.4}})[0] == 0.3
 
 
-def test_the_report_shows_the_sweeps_the_gap_and_the_kernel_map(shaped_study):
-    config, results, _ = shaped_study
+def test_the_report_shows_the_sweeps_the_gap_and_the_kernel_map(tat_study):
+    config, results, _ = tat_study
     with open(os.path.join(config.out, "report.md")) as handle:
         report = handle.read()
     assert "## Kernel shaping: a plain net with no shortcut and no BatchNorm" in report

@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import math
 
-from reskeras.study.cells import deepest_depth
+from reskeras.study.cells import bn_twin_name, deepest_depth
 from reskeras.study.criteria import SHARPNESS_MARGIN
 from reskeras.study.judgment.intervals import decide_with_margin, interval, log10
 
@@ -90,12 +90,6 @@ def _twins(results: dict, depth: int | None) -> dict[int, dict[bool, dict]]:
     return found
 
 
-def _name(cell: dict | None, residual: bool, depth: int | None, seed: int) -> str:
-    if cell is not None and cell.get("name"):
-        return str(cell["name"])
-    return f"{'resnet' if residual else 'plain'}{depth}-bn-s{seed}"
-
-
 def _invariant(cell: dict | None) -> tuple[float | None, str | None]:
     """The cell's scale-invariant sharpness after training, or ``None`` and why not."""
     if cell is None:
@@ -104,7 +98,7 @@ def _invariant(cell: dict | None) -> tuple[float | None, str | None]:
     value = sharpness.get("final_invariant")
     if value is None or not math.isfinite(value) or value <= 0:
         return None, f"final_invariant {value}"
-    if not sharpness.get("final_invariant_converged", False):
+    if not sharpness.get("final_invariant_converged"):
         return None, "power iteration did not converge"
     return float(value), None
 
@@ -161,7 +155,7 @@ def landscape(results: dict) -> tuple[dict, dict, str]:
                 cells[residual].append(cell)
             found[residual], why = _invariant(cell)
             if why is not None:
-                name = _name(cell, residual, depth, seed)
+                name = bn_twin_name(cell, residual, depth, seed)
                 reasons.append(f"{name}: {why}")
                 unusable.append(f"{name} ({why})")
         ratio = None if reasons else log10(found[False] / found[True])

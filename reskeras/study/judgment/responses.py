@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import math
 
-from reskeras.study.cells import deepest_depth
+from reskeras.study.cells import bn_twin_name, deepest_depth
 from reskeras.study.criteria import RESPONSE_MARGIN
 from reskeras.study.judgment.intervals import decide_with_margin, interval, log10
 
@@ -93,12 +93,6 @@ def _median_std(cell: dict | None) -> tuple[float | None, str | None]:
     return float(value), None
 
 
-def _name(cell: dict | None, residual: bool, depth: int | None, seed: int) -> str:
-    if cell is not None and cell.get("name"):
-        return str(cell["name"])
-    return f"{'resnet' if residual else 'plain'}{depth}-bn-s{seed}"
-
-
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -138,7 +132,7 @@ def small_responses(results: dict) -> tuple[dict, dict, str]:
             stds[residual], why = _median_std(cell)
             steps[residual], layers[residual] = responses.get("step"), responses.get("layers")
             if why is not None:
-                problems.append(f"{_name(cell, residual, depth, seed)} ({why})")
+                problems.append(f"{bn_twin_name(cell, residual, depth, seed)} ({why})")
         ratio = None
         if stds[False] is not None and stds[True] is not None:
             if layers[False] != layers[True]:

@@ -248,8 +248,8 @@ def _ratio(value) -> str:
 
 def _interval_words(numbers: dict) -> str:
     """``+84.1 points, 95% t-interval [80.2, 88.0] over 3 seeds`` (or one seed's gap)."""
-    gaps = [v for v in numbers.get("gap_points", {}).values() if v is not None]
-    if numbers.get("interval") is None:
+    gaps = [v for v in numbers["gap_points"].values() if v is not None]
+    if numbers["interval"] is None:
         return (f"{gaps[0]:+.1f} points in one seed, no interval" if len(gaps) == 1
                 else "no seed measured")
     lo, hi = numbers["interval"]
@@ -260,32 +260,30 @@ def _interval_words(numbers: dict) -> str:
 def _degradation_words(flag, numbers: dict) -> str:
     """``degradation (+84.1 points, 95% t-interval [...] over 3 seeds)``, ``no
     degradation (...)`` or ``inconclusive (why; ...)``."""
-    if flag is None:
-        return "undecided"
     if flag is True:
         return f"degradation ({_interval_words(numbers)})"
     if flag is False:
         return f"no degradation ({_interval_words(numbers)})"
-    why = numbers.get("why_inconclusive")
-    return f"inconclusive ({why + '; ' if why else ''}{_interval_words(numbers)})"
+    # every inconclusive degradation flag says why (degradation() sets it)
+    return f"inconclusive ({numbers['why_inconclusive']}; {_interval_words(numbers)})"
 
 
 def _steps(value: int) -> str:
     return f"{value:,}"
 
 
-def _curve_words(numbers: dict, cells: dict) -> str:
+def _curve_words(numbers: dict, cells: dict, subject: str = "It") -> str:
     """What the deep net's budget curves say: where its seeds converged, which hit the cap
     (with their last errors, the mean over those seeds at each budget), which diverged, and
     how many failed to start."""
-    curves = {name: curve for name, curve in numbers.get("deep_curves", {}).items()
+    curves = {name: curve for name, curve in numbers["deep_curves"].items()
               if curve and name in cells}
     if not curves:
         return ""
     n = len(curves)
     of = (lambda k: f" in {k} of {n} seeds") if n > 1 else (lambda k: "")
     diverged = [name for name in curves if cells[name]["status"] == "diverged"]
-    capped = [name for name in numbers.get("deep_unconverged", []) if name in curves]
+    capped = [name for name in numbers["deep_unconverged"] if name in curves]
     converged = [name for name in curves if name not in diverged and name not in capped]
     parts = []
     if converged:
@@ -304,7 +302,7 @@ def _curve_words(numbers: dict, cells: dict) -> str:
                      + ", ".join(_pct(m) for m in means) + ")")
     if diverged:
         parts.append(f"diverged{of(len(diverged))}")
-    words = " It " + "; it ".join(parts)
+    words = f" {subject} " + "; it ".join(parts)
     failed = [name for name in curves if cells[name]["convergence"].get("failed_to_start")]
     if failed:
         words += (f"; its training loss stayed within {FAILED_TO_START:.0%} of ln(classes), "
@@ -324,12 +322,12 @@ def _vanishing_part(degraded: dict, vanishing: dict, exploding: dict,
         plain, residual = ("plain", "residual") if bn else ("plain_no_bn", "residual_no_bn")
         g_plain = "plain_bn" if bn else "plain_no_bn"
         g_res = "residual_bn" if bn else "residual_no_bn"
-        if plain not in degraded.get("numbers", {}):
+        if plain not in degraded["numbers"]:
             continue
         n = degraded["numbers"][plain]
         d = degraded.get(plain)
         depth_words = f"the {n['deep_depth']}-layer plain net"
-        seeds = len(n.get("gap_points", {}))
+        seeds = len(n["gap_points"])
         if n["deep_diverged"]:
             result = f"{depth_words} diverged"
         else:
@@ -360,10 +358,11 @@ def _vanishing_part(degraded: dict, vanishing: dict, exploding: dict,
             sentence += (f" The residual twins {words} ("
                          f"{_pct(r['shallow_train_error'])} at depth {r['shallow_depth']}, "
                          f"{deep} at depth {r['deep_depth']}; {_interval_words(r)}"
+                         # an inconclusive flag always says why (degradation() sets it)
                          + (f"; {r['why_inconclusive']}" if degraded[residual] == "inconclusive"
-                            and r.get("why_inconclusive") else "") + ")"
+                            else "") + ")"
                          + (", with vanishing gradients." if vanishing.get(g_res) is True else ".")
-                         + _curve_words(r, cells).replace(" It ", " The deep residual net ", 1))
+                         + _curve_words(r, cells, subject="The deep residual net"))
         parts.append(sentence)
     if not parts:
         return ["The grid has fewer than two finished depths per family, so degradation (deep "
@@ -384,7 +383,7 @@ def _vanishing_part(degraded: dict, vanishing: dict, exploding: dict,
         parts.append("So at these depths and this budget the plain nets did not degrade; "
                      "a deeper grid or longer training is needed to test the claim.")
     elif bn_plain_degraded == "inconclusive" or bn_plain_vanishing == "inconclusive":
-        why = degraded["numbers"].get("plain", {}).get("why_inconclusive") \
+        why = degraded["numbers"]["plain"]["why_inconclusive"] \
             if bn_plain_degraded == "inconclusive" else "the seeds' gradient ratios straddle " \
             f"{VANISHING_RATIO:g}"
         parts.append(f"So these runs do not settle the question ({why}).")

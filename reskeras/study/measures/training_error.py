@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from reskeras.precise_bn import batch_mode_predictions, statistics_applied
+from reskeras.precise_bn import any_batch, batch_mode_predictions, statistics_applied
 
 MEASURES = ("ema", "batch", "precise")
 
@@ -46,7 +46,7 @@ class Predictors:
 
     def __init__(self, model):
         self.inference = tf.function(lambda images: model(images, training=False),
-                                     reduce_retracing=True)
+                                     input_signature=[any_batch(model)])
         self.batch_mode = batch_mode_predictions(model)
 
 

@@ -1,0 +1,141 @@
+"""Sentences of the answer that the eight studies of test_answer_text.py do not reach, each
+read against its constructed numbers (found by mutmut: docs/testing.md)."""
+
+from reskeras.study.judgment.verdict import _curve_words, _start, _vanishing_part, _why_part
+
+
+def numbers(**changes):
+    """A family's degradation numbers as ``degradation()`` writes them: 3 seeds, no curves."""
+    found = {"shallow_depth": 20, "deep_depth": 56, "shallow_train_error": 0.1,
+             "deep_train_error": 0.103, "deep_diverged": False,
+             "gap_points": {"0": 0.2, "1": 0.5, "2": 0.2}, "interval": [-0.13, 0.73],
+             "interval_method": "t", "why_inconclusive": None, "deep_curves": {},
+             "deep_unconverged": []}
+    return {**found, **changes}
+
+
+def test_a_plain_net_that_did_not_degrade_beside_a_residual_net_whose_gradients_vanished():
+    degraded = {"plain": False, "residual": False, "numbers": {
+        "plain": numbers(),
+        "residual": numbers(shallow_train_error=0.06, deep_train_error=0.05,
+                            gap_points={"0": -1.0, "1": -1.2, "2": -0.8},
+                            interval=[-1.5, -0.5])}}
+    # the raw ratio missing: "n/a"; the residual BN net's gradients vanished
+    grads = {"plain_bn": {"relative_first_last_ratio_median": 1.52,
+                          "first_last_ratio_median": None}}
+    assert _vanishing_part(degraded, {"plain_bn": False, "residual_bn": True}, {}, grads) == [
+        "With BatchNorm, the 56-layer plain net ended at 10.3% training error against 10.0% "
+        "for the 20-layer one (means of 3 seeds): no degradation (+0.3 points, 95% "
+        "t-interval [-0.1, +0.7] over 3 seeds). Its gradients did not vanish (first/last "
+        "conv ratio of relative gradient norms ||g||/||w|| 1.52x, median over training; "
+        "vanishing means below 0.01; raw norms n/a). The residual twins did not degrade "
+        "(6.0% at depth 20, 5.0% at depth 56; -1.0 points, 95% t-interval [-1.5, -0.5] over "
+        "3 seeds), with vanishing gradients.",
+        "So at these depths and this budget the plain nets did not degrade; a deeper grid "
+        "or longer training is needed to test the claim."]
+
+
+def test_a_seed_without_a_gap_is_no_seed_measured():
+    why = "fewer than two seeds with both nets measured: no interval"
+    degraded = {"plain": "inconclusive", "numbers": {
+        "plain": numbers(gap_points={"0": None}, interval=None, interval_method=None,
+                         why_inconclusive=why)}}
+    assert _vanishing_part(degraded, {}, {}, {}) == [
+        "With BatchNorm, the 56-layer plain net ended at 10.3% training error against 10.0% "
+        f"for the 20-layer one: inconclusive ({why}; no seed measured).",
+        f"So these runs do not settle the question ({why})."]
+
+
+def test_converged_seeds_give_the_range_from_the_fewest_to_the_most_steps():
+    cells = {f"plain56-bn-s{seed}": {"status": "finished", "convergence": {"steps": steps}}
+             for seed, steps in enumerate((176, 704, 352))}
+    found = numbers(deep_curves={name: {"88": 0.5} for name in cells})
+    assert _curve_words(found, cells) == " It converged in 3 of 3 seeds (176-704 steps)."
+
+
+def test_a_start_distance_not_measured_in_some_seed_is_said():
+    assert _start({"seed 0": {"start_distance": 0.1}, "seed 1": {"start_distance": None}}) == \
+        "; some blocks started with all-zero inputs"
+    assert _start({"seed 0": {"start_distance": 0.1}, "seed 1": {"start_distance": 0.3}}) == \
+        "; it started at median block distance 0.20 from the identity"
+    assert _start({"seed 0": {}}) == ""
+
+
+DEGRADED_BN = numbers(deep_train_error=0.40, gap_points={"0": 30.0, "1": 29.0, "2": 31.0},
+                      interval=[27.5, 32.5])
+
+
+def test_the_papers_answer_and_a_no_bn_plain_net_that_did_not_degrade():
+    degraded = {"plain": True, "residual": False, "plain_no_bn": False, "numbers": {
+        "plain": DEGRADED_BN,
+        "residual": numbers(shallow_train_error=0.06, deep_train_error=0.05,
+                            gap_points={"0": -1.0, "1": -1.2, "2": -0.8},
+                            interval=[-1.5, -0.5]),
+        "plain_no_bn": numbers(shallow_train_error=None)}}  # the shallow one unmeasured
+    # no sentence about a degraded no-BN plain net's gradients: it did not degrade
+    assert _vanishing_part(degraded, {"plain_bn": False, "plain_no_bn": False}, {}, {}) == [
+        "With BatchNorm, the 56-layer plain net ended at 40.0% training error against 10.0% "
+        "for the 20-layer one (means of 3 seeds): degradation (+30.0 points, 95% t-interval "
+        "[+27.5, +32.5] over 3 seeds). The residual twins did not degrade (6.0% at depth 20, "
+        "5.0% at depth 56; -1.0 points, 95% t-interval [-1.5, -0.5] over 3 seeds).",
+        "Without BatchNorm, the 56-layer plain net ended at 10.3% training error against n/a "
+        "for the 20-layer one (means of 3 seeds): no degradation (+0.3 points, 95% t-interval "
+        "[-0.1, +0.7] over 3 seeds).",
+        "So in these runs, with BatchNorm, residual connections removed a degradation that "
+        "vanishing gradients do not explain, as He et al. (2015, §4.1) argue."]
+
+
+def test_residual_twins_that_degraded_too_with_the_deep_one_diverged():
+    degraded = {"plain": True, "residual": True, "numbers": {
+        "plain": DEGRADED_BN,
+        "residual": numbers(shallow_train_error=0.06, deep_diverged=True, deep_train_error=None,
+                            gap_points={"0": 84.0, "1": 84.0, "2": 84.0},
+                            interval=[84.0, 84.0])}}
+    assert _vanishing_part(degraded, {"plain_bn": True}, {}, {}) == [
+        "With BatchNorm, the 56-layer plain net ended at 40.0% training error against 10.0% "
+        "for the 20-layer one (means of 3 seeds): degradation (+30.0 points, 95% t-interval "
+        "[+27.5, +32.5] over 3 seeds). The residual twins also degraded (6.0% at depth 20, "
+        "diverged at depth 56; +84.0 points, 95% t-interval [+84.0, +84.0] over 3 seeds).",
+        "So in these runs, with BatchNorm, the degraded plain net also had vanishing "
+        "gradients: the measurement does not separate the two explanations."]
+
+
+def test_a_grid_without_two_depths_per_family_says_degradation_cannot_be_measured():
+    assert _vanishing_part({"numbers": {}}, {}, {}, {}) == [
+        "The grid has fewer than two finished depths per family, so degradation (deep against "
+        "shallow at the same budget) cannot be measured; the gradient-flow numbers of each "
+        "cell are in the report."]
+
+
+def test_the_why_part_with_every_start_measured_and_with_only_the_branch_scale():
+    rows = [
+        {"id": "identity_task", "verdict": "supported", "measured": {
+            "plain_kept_depth": 4, "residual_kept_depth": 16, "deepest_depth": 32,
+            "plain_at_deepest": 0.684, "residual_at_deepest": 0.0153}},
+        {"id": "identity_init", "verdict": "supported", "measured": {
+            "plain_identity": 0.01, "plain": 0.383, "residual": 0.001}},
+        {"id": "identity_init_no_bn", "verdict": "refuted", "measured": {
+            "plain_no_bn_identity": 0.9, "plain_no_bn": 0.88, "residual_no_bn": 0.02}},
+        {"id": "branch_scale", "verdict": "supported", "measured": {
+            "residual_no_bn_skipinit": 0.03, "residual_no_bn": 0.5, "residual_bn": 0.001,
+            "fixup": {"error": 0.04}}}]
+    # no per-seed start distances given: no clause about them
+    assert _why_part(rows) == [
+        "Why is a residual mapping easier? Trained to copy their own input, plain "
+        "conv-BN-ReLU stacks kept it (error below 0.2) up to depth 4, residual stacks up to "
+        "depth 16; at depth 32 the errors were 0.684 and 0.0153 (a constant output scores "
+        "0.68) (identity task: supported). Starting the deepest plain BN net at the identity "
+        "gave 1.0% training error, against 38.3% from He init and 0.1% for the residual twin "
+        "(identity init: supported). Without BN it gave 90.0%, against 88.0% from He init and "
+        "2.0% for the no-BN residual twin (identity init no bn: refuted). Without BN, residual "
+        "branches that start at 0 (SkipInit) gave 3.0%, against 50.0% with He init and 0.1% "
+        "with BN; Fixup gave 4.0% (branch scale: supported).",
+        "In short, supported: identity task, identity init, branch scale; refuted: identity "
+        "init no bn."]
+    # the hypotheses a study did not test have no row: their sentences are left out; no
+    # Fixup net, no Fixup clause
+    rows[3]["measured"]["fixup"] = None
+    assert _why_part(rows[3:]) == [
+        "Why is a residual mapping easier? Without BN, residual branches that start at 0 "
+        "(SkipInit) gave 3.0%, against 50.0% with He init and 0.1% with BN (branch scale: "
+        "supported).", "In short, supported: branch scale."]
