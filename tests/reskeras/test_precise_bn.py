@@ -216,3 +216,30 @@ def test_no_bn_nets_give_one_number_every_way(tmp_path):
                           batch_size=128)
     assert len(set(errors["train"].values())) == 1 and len(set(errors["test"].values())) == 1
     assert errors["bn_statistics_gap"] == 0.0
+
+
+def test_error_passes_traced_for_any_batch_size_give_the_numbers_of_per_shape_traces():
+    """One trace for every batch size (``any_batch``) computes what a trace per input shape
+    computes, to the bit: the last, smaller batch of each split included."""
+    from reskeras.precise_bn import any_batch, moving_statistics
+    from reskeras.study.measures.training_error import Predictors, model_errors
+
+    model = build_plain(8, input_shape=(8, 8, 1), classes=10)
+    assert any_batch(model) == tf.TensorSpec((None, 8, 8, 1), tf.float32)
+    per_shape = Predictors.__new__(Predictors)
+    per_shape.inference = tf.function(lambda images: model(images, training=False))
+
+    @tf.function
+    def batch_mode(images):
+        with keras.StatelessScope():
+            return model(images, training=True)
+
+    per_shape.batch_mode = batch_mode
+    data = load_dataset("digits")  # 1,437 and 360 examples: no batch size below divides them
+    once = Predictors(model)
+    found = [model_errors(model, moving_statistics(model), data, batch_size=64,
+                          predictors=predictors) for predictors in (once, per_shape)]
+    assert once.inference.experimental_get_tracing_count() == 1
+    assert found[0] == found[1]
+    # batches of 512: 512 and 413 training images, then the 360 test images
+    assert per_shape.inference.experimental_get_tracing_count() == 3
