@@ -1,7 +1,8 @@
 """Sentences of the answer that the eight studies of test_answer_text.py do not reach, each
 read against its constructed numbers (found by mutmut: docs/testing.md)."""
 
-from reskeras.study.judgment.verdict import _curve_words, _start, _vanishing_part, _why_part
+from reskeras.study.judgment.verdict import (_curve_words, _start, _trend_part, _vanishing_part,
+                                            _why_part, budget_criteria)
 
 
 def numbers(**changes):
@@ -139,3 +140,27 @@ def test_the_why_part_with_every_start_measured_and_with_only_the_branch_scale()
         "Why is a residual mapping easier? Without BN, residual branches that start at 0 "
         "(SkipInit) gave 3.0%, against 50.0% with He init and 0.1% with BN (branch scale: "
         "supported).", "In short, supported: branch scale."]
+
+
+def test_the_depth_trend_sentence_names_each_init_and_family_that_decided():
+    trends = {
+        # undecided with BN: left out, and the no-BN family of the same init still said
+        "dirac": {"bn": {"removes_trend": None, "shallow_depth": 8, "deep_depth": 56,
+                         "points": 1.0},
+                  "no_bn": {"removes_trend": True, "shallow_depth": 8, "deep_depth": 56,
+                            "points": -0.4}},
+        "deltaorth": {"bn": {"removes_trend": False, "shallow_depth": 8, "deep_depth": 56,
+                             "points": 12.25}}}
+    assert _trend_part(trends) == [
+        "Across depths, from the identity init the plain nets without BN no longer degraded "
+        "from depth 8 to 56 (-0.4 points); from the delta-orthogonal init the plain nets with "
+        "BN still degraded from depth 8 to 56 (+12.2 points)."]
+    assert _trend_part({"dirac": {"bn": None}}) == []
+
+
+def test_the_cap_needs_both_the_base_budget_and_the_doublings():
+    assert budget_criteria({"base_steps": 88, "max_doublings": 4}) == {
+        "base_steps": 88, "cap_steps": 1408}
+    assert budget_criteria({"base_steps": None, "max_doublings": 4}) == {
+        "base_steps": None, "cap_steps": None}
+    assert budget_criteria({"base_steps": 88}) == {"base_steps": 88, "cap_steps": None}
