@@ -176,7 +176,7 @@ def bn_twin_name(cell: dict | None, residual: bool, depth: int | None, seed: int
     it stands for (``plain56-bn-s2``): what a judgment's ``why_inconclusive`` names."""
     if cell is not None and cell.get("name"):
         return str(cell["name"])
-    return f"{'resnet' if residual else 'plain'}{depth}-bn-s{seed}"
+    return Cell(residual, depth, True, seed).name
 
 
 def _stats(values: list) -> dict | None:
